@@ -1,0 +1,71 @@
+using System.Reflection;
+using Dapper;
+using Microsoft.Extensions.Logging;
+using Npgsql;
+
+namespace Crm.BuildingBlocks.Data;
+
+/// <summary>SQL files embedded in an assembly, named NNNN_description.sql, applied in order under one module name.</summary>
+public sealed record MigrationSource(string Module, Assembly Assembly)
+{
+    public static readonly MigrationSource BuildingBlocks = new("building_blocks", typeof(MigrationSource).Assembly);
+
+    public IEnumerable<(int Version, string Name, string Sql)> Load()
+    {
+        foreach (var resource in Assembly.GetManifestResourceNames().Where(n => n.EndsWith(".sql", StringComparison.Ordinal)))
+        {
+            // Resource names look like Crm.Contacts.Data.Migrations.0001_initial.sql
+            var file = resource[(resource.LastIndexOf(".Migrations.", StringComparison.Ordinal) + ".Migrations.".Length)..];
+            var version = int.Parse(file.AsSpan(0, file.IndexOf('_', StringComparison.Ordinal)), System.Globalization.CultureInfo.InvariantCulture);
+            using var stream = Assembly.GetManifestResourceStream(resource)!;
+            using var reader = new StreamReader(stream);
+            yield return (version, file, reader.ReadToEnd());
+        }
+    }
+}
+
+/// <summary>
+/// Forward-only migrations: each file runs once, in its own transaction, under an advisory lock so that
+/// replicas starting together (or the Helm hook Job and a pod) never apply the same file twice.
+/// </summary>
+public sealed class Migrator(NpgsqlDataSource dataSource, IReadOnlyList<MigrationSource> sources, ILogger<Migrator> logger)
+{
+    private const long LockKey = 0x43524D5F4D4947; // "CRM_MIG"
+
+    public async Task MigrateAsync(CancellationToken ct = default)
+    {
+        await using var conn = await dataSource.OpenConnectionAsync(ct);
+        await conn.ExecuteAsync("SELECT pg_advisory_lock(@LockKey)", new { LockKey });
+        try
+        {
+            await conn.ExecuteAsync("""
+                CREATE TABLE IF NOT EXISTS schema_migrations (
+                    module     text        NOT NULL,
+                    version    int         NOT NULL,
+                    name       text        NOT NULL,
+                    applied_at timestamptz NOT NULL DEFAULT now(),
+                    PRIMARY KEY (module, version))
+                """);
+            foreach (var source in sources)
+            {
+                var applied = (await conn.QueryAsync<int>(
+                    "SELECT version FROM schema_migrations WHERE module = @Module", new { source.Module })).ToHashSet();
+                foreach (var (version, name, sql) in source.Load().OrderBy(m => m.Version))
+                {
+                    if (applied.Contains(version)) continue;
+                    await using var tx = await conn.BeginTransactionAsync(ct);
+                    await conn.ExecuteAsync(new CommandDefinition(sql, transaction: tx, cancellationToken: ct));
+                    await conn.ExecuteAsync(
+                        "INSERT INTO schema_migrations (module, version, name) VALUES (@Module, @version, @name)",
+                        new { source.Module, version, name }, tx);
+                    await tx.CommitAsync(ct);
+                    logger.LogInformation("Applied migration {Module}/{Name}", source.Module, name);
+                }
+            }
+        }
+        finally
+        {
+            await conn.ExecuteAsync("SELECT pg_advisory_unlock(@LockKey)", new { LockKey });
+        }
+    }
+}

@@ -1,0 +1,77 @@
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Diagnostics.HealthChecks;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using OpenTelemetry;
+using OpenTelemetry.Metrics;
+using OpenTelemetry.Resources;
+using OpenTelemetry.Trace;
+
+namespace Crm.BuildingBlocks.Hosting;
+
+/// <summary>What every service shares: structured logs, OpenTelemetry, health endpoints.</summary>
+public static class ServiceDefaults
+{
+    public const string ReadyTag = "ready";
+
+    public static WebApplicationBuilder AddServiceDefaults(this WebApplicationBuilder builder, string serviceName)
+    {
+        builder.Logging.ClearProviders();
+        builder.Logging.AddJsonConsole(o =>
+        {
+            o.IncludeScopes = true;
+            o.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fffZ";
+            o.UseUtcTimestamp = true;
+        });
+
+        var otel = builder.Services.AddOpenTelemetry()
+            .ConfigureResource(r => r.AddService(serviceName))
+            .WithTracing(t => t
+                .AddAspNetCoreInstrumentation()
+                .AddHttpClientInstrumentation()
+                .AddSource("Npgsql")
+                .AddSource("MassTransit"))
+            .WithMetrics(m => m
+                .AddAspNetCoreInstrumentation()
+                .AddHttpClientInstrumentation()
+                .AddRuntimeInstrumentationIfPresent()
+                .AddMeter("Npgsql")
+                .AddMeter("MassTransit")
+                .AddMeter(CrmMeters.Name));
+        // The exporter is switched on by configuration only (standard OTEL_* variables).
+        if (!string.IsNullOrWhiteSpace(builder.Configuration["OTEL_EXPORTER_OTLP_ENDPOINT"]))
+            otel.UseOtlpExporter();
+
+        builder.Services.AddHealthChecks();
+        return builder;
+    }
+
+    private static MeterProviderBuilder AddRuntimeInstrumentationIfPresent(this MeterProviderBuilder m) =>
+        m.AddMeter("System.Runtime");
+
+    /// <summary>/health/live says the process runs; /health/ready checks its servers (PostgreSQL, RabbitMQ, Redis).</summary>
+    public static WebApplication MapServiceDefaults(this WebApplication app)
+    {
+        app.MapHealthChecks("/health/live", new HealthCheckOptions { Predicate = _ => false });
+        app.MapHealthChecks("/health/ready", new HealthCheckOptions { Predicate = c => c.Tags.Contains(ReadyTag) });
+        return app;
+    }
+
+    /// <summary>Runs the app, or with the argument <c>migrate</c> applies the database migrations and exits (the Helm hook Job).</summary>
+    public static async Task<int> RunOrMigrateAsync(this WebApplication app, string[] args)
+    {
+        if (args.Contains("migrate"))
+        {
+            await app.Services.GetRequiredService<Data.Migrator>().MigrateAsync(app.Lifetime.ApplicationStopping);
+            return 0;
+        }
+        await app.RunAsync();
+        return 0;
+    }
+}
+
+public static class CrmMeters
+{
+    public const string Name = "Crm.Platform";
+}

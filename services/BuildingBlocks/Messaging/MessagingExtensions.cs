@@ -1,0 +1,42 @@
+using Crm.BuildingBlocks.Outbox;
+using MassTransit;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace Crm.BuildingBlocks.Messaging;
+
+public static class MessagingExtensions
+{
+    /// <summary>
+    /// MassTransit 8 on RabbitMQ (ConnectionStrings:RabbitMq, an amqp:// URI with the virtual host),
+    /// kebab-case endpoints on durable quorum queues, publisher confirms, and the outbox relay.
+    /// Retry policies are set per consumer, in its definition class.
+    /// </summary>
+    public static IServiceCollection AddCrmMessaging(this IServiceCollection services, IConfiguration configuration,
+        Action<IBusRegistrationConfigurator>? configure = null)
+    {
+        var uri = configuration.GetConnectionString("RabbitMq");
+        if (string.IsNullOrWhiteSpace(uri))
+            throw new InvalidOperationException("ConnectionStrings:RabbitMq is not configured.");
+
+        services.AddMassTransit(x =>
+        {
+            x.SetKebabCaseEndpointNameFormatter();
+            configure?.Invoke(x);
+            x.AddConfigureEndpointsCallback((_, _, cfg) =>
+            {
+                if (cfg is IRabbitMqReceiveEndpointConfigurator rabbit) rabbit.SetQuorumQueue();
+            });
+            x.UsingRabbitMq((context, cfg) =>
+            {
+                cfg.Host(new Uri(uri), h => h.PublisherConfirmation = true);
+                cfg.ConfigureEndpoints(context);
+            });
+        });
+
+        var outbox = configuration.GetSection(OutboxOptions.Section).Get<OutboxOptions>() ?? new OutboxOptions();
+        services.AddSingleton(outbox);
+        services.AddHostedService<OutboxRelay>();
+        return services;
+    }
+}

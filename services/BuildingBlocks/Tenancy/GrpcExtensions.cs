@@ -1,0 +1,24 @@
+using Crm.BuildingBlocks.Errors;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace Crm.BuildingBlocks.Tenancy;
+
+public static class GrpcExtensions
+{
+    /// <summary>gRPC with the platform's interceptors: errors mapped outermost, then identity verified.</summary>
+    public static IServiceCollection AddCrmGrpc(this IServiceCollection services, IConfiguration configuration)
+    {
+        var options = configuration.GetSection(TenancyOptions.Section).Get<TenancyOptions>() ?? new TenancyOptions();
+        services.AddSingleton(options);
+        services.AddSingleton(new IdentityTokens(options));
+        services.AddGrpc(o =>
+        {
+            o.Interceptors.Add<ErrorMappingInterceptor>();
+            o.Interceptors.Add<TenancyInterceptor>();
+            o.MaxReceiveMessageSize = 16 * 1024 * 1024;
+            o.EnableDetailedErrors = false;
+        });
+        return services;
+    }
+}

@@ -1,0 +1,44 @@
+using Crm.BuildingBlocks.Data;
+using Crm.BuildingBlocks.Hosting;
+using Crm.BuildingBlocks.Messaging;
+using Crm.BuildingBlocks.Tenancy;
+using Crm.Contacts.Features;
+using Crm.Contacts.Features.Workspaces;
+
+namespace Crm.Contacts;
+
+/// <summary>The one place the Contacts service wires its dependencies.</summary>
+public static class ContactsModule
+{
+    public const string ServiceName = "crm-contacts";
+
+    /// <param name="configure">Lets tests and tools override configuration before the app is built.</param>
+    public static WebApplication Build(string[] args, Action<WebApplicationBuilder>? configure = null)
+    {
+        var builder = WebApplication.CreateBuilder(args);
+        configure?.Invoke(builder);
+        builder.AddServiceDefaults(ServiceName);
+
+        var services = builder.Services;
+        services.AddPostgres(builder.Configuration, new MigrationSource("contacts", typeof(ContactsModule).Assembly));
+        services.AddCrmMessaging(builder.Configuration);
+        services.AddCrmGrpc(builder.Configuration);
+        services.AddSingleton<Workspaces>();
+        services.AddHostedService<MigrateOnStart>();
+
+        var app = builder.Build();
+        app.MapServiceDefaults();
+        app.MapGrpcService<ContactsGrpcService>();
+        app.MapGrpcService<WorkspaceGrpcService>();
+        return app;
+    }
+
+    /// <summary>Applies migrations before the server accepts calls (the Helm hook also runs them with `migrate`).</summary>
+    private sealed class MigrateOnStart(Migrator migrator, IConfiguration configuration) : IHostedService
+    {
+        public Task StartAsync(CancellationToken cancellationToken) =>
+            configuration.GetValue("Database:MigrateOnStart", true) ? migrator.MigrateAsync(cancellationToken) : Task.CompletedTask;
+
+        public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+    }
+}

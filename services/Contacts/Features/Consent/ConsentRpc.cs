@@ -1,0 +1,148 @@
+using Crm.BuildingBlocks.Data;
+using Crm.BuildingBlocks.Errors;
+using Crm.BuildingBlocks.Outbox;
+using Crm.BuildingBlocks.Tenancy;
+using Crm.Contacts.Features.Contacts;
+using Crm.Contracts.Contacts;
+using Crm.Contacts.V1;
+using Dapper;
+using Grpc.Core;
+
+namespace Crm.Contacts.Features;
+
+public sealed partial class ContactsGrpcService
+{
+    /// <summary>
+    /// Appends to the consent history (the legal proof, never rewritten) and moves the current state.
+    /// A change dated before the current state (a late webhook, an old import) is kept in the history
+    /// but does not override the newer decision.
+    /// </summary>
+    public override async Task<SetConsentResponse> SetConsent(SetConsentRequest request, ServerCallContext context)
+    {
+        var caller = context.Caller(Scope.ContactsWrite);
+        var ct = context.CancellationToken;
+        var v = new Validation();
+        if (request.Channel == Channel.Unspecified) v.Add("channel", "is required");
+        if (request.Purpose == Purpose.Unspecified) v.Add("purpose", "is required");
+        if (request.Status == ConsentStatus.Unspecified) v.Add("status", "is required");
+        if (request.Source == ConsentSource.Unspecified) v.Add("source", "is required");
+        if (request.Evidence.Length > 4000) v.Add("evidence", "must be at most 4000 characters");
+        var occurredAt = request.OccurredAt?.ToDateTime() ?? DateTime.UtcNow;
+        if (occurredAt > DateTime.UtcNow.AddMinutes(5)) v.Add("occurred_at", "is in the future");
+        v.ThrowIfInvalid();
+
+        var tenant = caller.TenantId;
+        await using var conn = await _db.OpenConnectionAsync(ct);
+        await using var tx = await conn.BeginTransactionAsync(ct);
+        var contactId = await ResolveAsync(conn, tx, tenant, request.Contact, "contact");
+        var p = new
+        {
+            tenant,
+            contactId,
+            channel = Words.Of(request.Channel),
+            purpose = Words.Of(request.Purpose),
+            status = Words.Of(request.Status),
+            source = Words.Of(request.Source),
+            evidence = request.Evidence,
+            occurredAt,
+        };
+        await conn.ExecuteAsync("""
+            INSERT INTO consent_history (tenant_id, contact_id, channel, purpose, status, source, evidence, occurred_at)
+            VALUES (@tenant, @contactId, @channel, @purpose, @status, @source, @evidence, @occurredAt)
+            """, p, tx);
+        var current = await conn.QuerySingleOrDefaultAsync<ConsentRow>("""
+            SELECT channel, purpose, status, source, changed_at, consented_at FROM consents
+            WHERE tenant_id = @tenant AND contact_id = @contactId AND channel = @channel AND purpose = @purpose
+            FOR UPDATE
+            """, p, tx);
+
+        var changed = current is null || (current.Status != p.status && current.ChangedAt <= occurredAt);
+        if (changed)
+        {
+            current = await conn.QuerySingleAsync<ConsentRow>("""
+                INSERT INTO consents (tenant_id, contact_id, channel, purpose, status, source, changed_at, consented_at)
+                VALUES (@tenant, @contactId, @channel, @purpose, @status, @source, @occurredAt,
+                        CASE WHEN @status = 'opted_in' THEN @occurredAt END)
+                ON CONFLICT (tenant_id, contact_id, channel, purpose) DO UPDATE SET
+                    status = excluded.status, source = excluded.source, changed_at = excluded.changed_at,
+                    consented_at = excluded.consented_at
+                RETURNING channel, purpose, status, source, changed_at, consented_at
+                """, p, tx);
+            await Outbox.EnqueueAsync(conn, tx, new ConsentChanged(
+                tenant, contactId, p.channel, p.purpose, p.status, p.source,
+                new DateTimeOffset(occurredAt, TimeSpan.Zero),
+                current.ConsentedAt is { } at ? new DateTimeOffset(at, TimeSpan.Zero) : null));
+        }
+        else if (current!.Status == p.status && p.status == "opted_in" && current.ChangedAt <= occurredAt)
+        {
+            // A repeated opt-in is a re-confirmation: the two-year clock starts again.
+            current = await conn.QuerySingleAsync<ConsentRow>("""
+                UPDATE consents SET consented_at = @occurredAt, source = @source
+                WHERE tenant_id = @tenant AND contact_id = @contactId AND channel = @channel AND purpose = @purpose
+                RETURNING channel, purpose, status, source, changed_at, consented_at
+                """, p, tx);
+        }
+        await tx.CommitAsync(ct);
+        return new SetConsentResponse { Consent = current.ToProto(), Changed = changed };
+    }
+
+    public override async Task<ListConsentHistoryResponse> ListConsentHistory(ListConsentHistoryRequest request, ServerCallContext context)
+    {
+        var caller = context.Caller(Scope.ContactsRead);
+        var pageSize = PageToken.Size(request.PageSize);
+        long? after = PageToken.Decode(request.PageToken) is { } s && long.TryParse(s, out var id) ? id : null;
+        await using var conn = await _db.OpenConnectionAsync(context.CancellationToken);
+        var contactId = await ResolveAsync(conn, null, caller.TenantId, request.Contact, "contact");
+        var rows = (await conn.QueryAsync<ConsentHistoryRow>("""
+            SELECT id, channel, purpose, status, source, evidence, occurred_at, recorded_at FROM consent_history
+            WHERE tenant_id = @tenant AND contact_id = @contactId AND (@after::bigint IS NULL OR id > @after)
+            ORDER BY id LIMIT @limit
+            """, new { tenant = caller.TenantId, contactId, after, limit = pageSize + 1 })).AsList();
+        var response = new ListConsentHistoryResponse();
+        response.Entries.AddRange(rows.Take(pageSize).Select(r => new ConsentHistoryEntry
+        {
+            Id = r.Id,
+            Channel = Words.ToChannel(r.Channel),
+            Purpose = Words.ToPurpose(r.Purpose),
+            Status = Words.ToStatus(r.Status),
+            Source = Words.ToSource(r.Source),
+            Evidence = r.Evidence,
+            OccurredAt = Timestamps.Of(r.OccurredAt),
+            RecordedAt = Timestamps.Of(r.RecordedAt),
+        }));
+        if (rows.Count > pageSize) response.NextPageToken = PageToken.Encode(rows[pageSize - 1].Id.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        return response;
+    }
+
+    public override async Task<RegisterPushTokenResponse> RegisterPushToken(RegisterPushTokenRequest request, ServerCallContext context)
+    {
+        var caller = context.Caller(Scope.ContactsWrite);
+        var v = new Validation();
+        if (!ContactFields.IsValidKey(request.DeviceId, 256)) v.Add("device_id", "is required (1 to 256 characters)");
+        if (request.Platform is not ("ios" or "android" or "web")) v.Add("platform", "must be ios, android or web");
+        if (request.Token.Length is 0 or > 4096) v.Add("token", "is required (at most 4096 characters)");
+        v.ThrowIfInvalid();
+        await using var conn = await _db.OpenConnectionAsync(context.CancellationToken);
+        var contactId = await ResolveAsync(conn, null, caller.TenantId, request.Contact, "contact");
+        var row = await conn.QuerySingleAsync<PushTokenRow>("""
+            INSERT INTO push_tokens (tenant_id, contact_id, device_id, platform, token)
+            VALUES (@tenant, @contactId, @DeviceId, @Platform, @Token)
+            ON CONFLICT (tenant_id, contact_id, device_id) DO UPDATE SET
+                platform = excluded.platform, token = excluded.token, updated_at = now()
+            RETURNING device_id, platform, token, updated_at
+            """, new { tenant = caller.TenantId, contactId, request.DeviceId, request.Platform, request.Token });
+        return new RegisterPushTokenResponse { PushToken = row.ToProto() };
+    }
+}
+
+internal sealed class ConsentHistoryRow
+{
+    public long Id { get; set; }
+    public string Channel { get; set; } = "";
+    public string Purpose { get; set; } = "";
+    public string Status { get; set; } = "";
+    public string Source { get; set; } = "";
+    public string Evidence { get; set; } = "";
+    public DateTime OccurredAt { get; set; }
+    public DateTime RecordedAt { get; set; }
+}

@@ -1,0 +1,23 @@
+using Crm.Contacts.Features.Workspaces;
+using Crm.Contacts.V1;
+using Npgsql;
+
+namespace Crm.Contacts.Features;
+
+/// <summary>
+/// crm.contacts.v1.ContactsService. One partial file per capability folder
+/// (Contacts/, Consent/, Transactions/, Engagement/, Import/), each with its mapping, handler and SQL.
+/// </summary>
+public sealed partial class ContactsGrpcService : ContactsService.ContactsServiceBase
+{
+    private readonly NpgsqlDataSource _db;
+    private readonly Workspaces.Workspaces _workspaces;
+    private readonly ILogger<ContactsGrpcService> _logger;
+
+    public ContactsGrpcService(NpgsqlDataSource db, Workspaces.Workspaces workspaces, ILogger<ContactsGrpcService> logger)
+    {
+        _db = db;
+        _workspaces = workspaces;
+        _logger = logger;
+    }
+}

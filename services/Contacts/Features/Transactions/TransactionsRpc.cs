@@ -1,0 +1,305 @@
+using System.Globalization;
+using Crm.BuildingBlocks.Data;
+using Crm.BuildingBlocks.Errors;
+using Crm.BuildingBlocks.Outbox;
+using Crm.BuildingBlocks.Tenancy;
+using Crm.Contacts.Features.Contacts;
+using Crm.Contracts.Contacts;
+using Crm.Contacts.V1;
+using Dapper;
+using Grpc.Core;
+using Npgsql;
+
+namespace Crm.Contacts.Features;
+
+public sealed partial class ContactsGrpcService
+{
+    private const int MaxOrdersPerCall = 1000;
+
+    public override async Task<RecordTransactionsResponse> RecordTransactions(RecordTransactionsRequest request, ServerCallContext context)
+    {
+        var caller = context.Caller(Scope.ContactsWrite);
+        var ct = context.CancellationToken;
+        var tenant = caller.TenantId;
+
+        var v = new Validation();
+        if (request.Orders.Count == 0) v.Add("orders", "at least one order is required");
+        if (request.Orders.Count > MaxOrdersPerCall) v.Add("orders", $"at most {MaxOrdersPerCall} orders a call; import larger sets");
+        var orders = request.Orders.Select((o, i) => ParseOrder(o, $"orders[{i}]", v)).ToList();
+        var duplicate = orders.GroupBy(o => o.OrderId).FirstOrDefault(g => g.Count() > 1);
+        if (duplicate is not null) v.Add("orders", $"order_id '{duplicate.Key}' appears twice in the call");
+        v.ThrowIfInvalid();
+
+        await using var conn = await _db.OpenConnectionAsync(ct);
+        await using var tx = await conn.BeginTransactionAsync(ct);
+
+        // Transactions first: a purchase by an unknown customer id creates the contact.
+        var byExternalId = await EnsureContactsAsync(conn, tx, tenant,
+            request.Orders.Where(o => o.Contact is { ExternalId.Length: > 0 }).Select(o => o.Contact.ExternalId.Trim()).Distinct().ToArray());
+        for (var i = 0; i < orders.Count; i++)
+        {
+            var reference = request.Orders[i].Contact;
+            if (reference is null || (reference.Id.Length == 0 && reference.ExternalId.Length == 0)) continue;
+            orders[i].ContactId = reference.ExternalId.Length > 0
+                ? byExternalId[reference.ExternalId.Trim()]
+                : await ResolveAsync(conn, tx, tenant, reference, $"orders[{i}].contact");
+        }
+
+        var response = new RecordTransactionsResponse();
+        var recorded = new List<RecordedOrder>();
+        foreach (var order in orders)
+        {
+            // xmax = 0 tells a fresh insert from an update of the status of a known order.
+            var inserted = await conn.QuerySingleOrDefaultAsync<bool?>("""
+                INSERT INTO orders (tenant_id, order_id, contact_id, occurred_at, utc_offset_minutes, currency, total, status)
+                VALUES (@tenant, @OrderId, @ContactId, @OccurredAt, @UtcOffsetMinutes, @Currency, @Total, @Status)
+                ON CONFLICT (tenant_id, order_id) DO UPDATE SET status = excluded.status, status_changed_at = now()
+                WHERE orders.status IS DISTINCT FROM excluded.status
+                RETURNING (xmax = 0)
+                """, new { tenant, order.OrderId, order.ContactId, order.OccurredAt, order.UtcOffsetMinutes, order.Currency, order.Total, order.Status }, tx);
+            if (inserted is null)
+            {
+                response.Unchanged++;
+                continue;
+            }
+            if (inserted.Value)
+            {
+                response.Recorded++;
+                await conn.ExecuteAsync("""
+                    INSERT INTO order_lines (tenant_id, order_id, line_no, sku, name, category, quantity, unit_price)
+                    SELECT @tenant, @orderId, l.n, l.sku, l.name, l.category, l.quantity, l.unit_price
+                    FROM unnest(@skus, @names, @categories, @quantities, @prices) WITH ORDINALITY
+                         AS l(sku, name, category, quantity, unit_price, n)
+                    """, new
+                {
+                    tenant,
+                    orderId = order.OrderId,
+                    skus = order.Lines.Select(l => l.Sku).ToArray(),
+                    names = order.Lines.Select(l => l.Name).ToArray(),
+                    categories = order.Lines.Select(l => l.Category).ToArray(),
+                    quantities = order.Lines.Select(l => l.Quantity).ToArray(),
+                    prices = order.Lines.Select(l => l.UnitPrice).ToArray(),
+                }, tx);
+            }
+            else
+            {
+                response.StatusChanged++;
+            }
+            recorded.Add(new RecordedOrder(order.ContactId, order.OrderId, new DateTimeOffset(order.OccurredAt, TimeSpan.Zero),
+                order.Currency, order.Total, order.Status,
+                order.Lines.Select(l => l.Sku).Distinct().ToArray(),
+                order.Lines.Select(l => l.Category).OfType<string>().Distinct().ToArray()));
+        }
+        if (recorded.Count > 0)
+            await Outbox.EnqueueAsync(conn, tx, new TransactionsRecorded(tenant, recorded));
+        await tx.CommitAsync(ct);
+        return response;
+    }
+
+    public override async Task<ListTransactionsResponse> ListTransactions(ListTransactionsRequest request, ServerCallContext context)
+    {
+        var caller = context.Caller(Scope.ContactsRead);
+        var pageSize = PageToken.Size(request.PageSize);
+        // Newest first; the token is the last (occurred_at, order_id) of the page.
+        DateTime? beforeAt = null;
+        string? beforeId = null;
+        if (PageToken.Decode(request.PageToken) is { } token)
+        {
+            var parts = token.Split('|', 2);
+            if (parts.Length != 2 || !long.TryParse(parts[0], out var ticks))
+                throw new InvalidArgumentException("page_token", "is not a token returned by a previous call");
+            beforeAt = new DateTime(ticks, DateTimeKind.Utc);
+            beforeId = parts[1];
+        }
+        await using var conn = await _db.OpenConnectionAsync(context.CancellationToken);
+        var contactId = await ResolveAsync(conn, null, caller.TenantId, request.Contact, "contact");
+        var rows = (await conn.QueryAsync<OrderRow>("""
+            SELECT order_id, contact_id, occurred_at, utc_offset_minutes, currency, total, status
+            FROM orders
+            WHERE tenant_id = @tenant AND contact_id = @contactId
+              AND (@beforeAt::timestamptz IS NULL OR (occurred_at, order_id) < (@beforeAt, @beforeId))
+            ORDER BY occurred_at DESC, order_id DESC
+            LIMIT @limit
+            """, new { tenant = caller.TenantId, contactId, beforeAt, beforeId, limit = pageSize + 1 })).AsList();
+        var page = rows.Take(pageSize).ToList();
+        var lines = (await conn.QueryAsync<LineRow>("""
+            SELECT order_id, line_no, sku, name, category, quantity, unit_price FROM order_lines
+            WHERE tenant_id = @tenant AND order_id = ANY(@ids) ORDER BY order_id, line_no
+            """, new { tenant = caller.TenantId, ids = page.Select(r => r.OrderId).ToArray() })).ToLookup(l => l.OrderId);
+
+        var response = new ListTransactionsResponse();
+        foreach (var r in page)
+        {
+            var order = new Order
+            {
+                OrderId = r.OrderId,
+                ContactId = r.ContactId?.ToString() ?? "",
+                OccurredAt = Timestamps.Of(r.OccurredAt),
+                UtcOffsetMinutes = r.UtcOffsetMinutes,
+                Currency = r.Currency,
+                Total = r.Total.ToString(CultureInfo.InvariantCulture),
+                Status = Words.ToOrderStatus(r.Status),
+            };
+            order.Lines.AddRange(lines[r.OrderId].Select(l => new LineItem
+            {
+                Sku = l.Sku,
+                Name = l.Name ?? "",
+                Category = l.Category ?? "",
+                Quantity = l.Quantity.ToString(CultureInfo.InvariantCulture),
+                UnitPrice = l.UnitPrice.ToString(CultureInfo.InvariantCulture),
+            }));
+            response.Orders.Add(order);
+        }
+        if (rows.Count > pageSize)
+        {
+            var last = page[^1];
+            response.NextPageToken = PageToken.Encode($"{last.OccurredAt.Ticks}|{last.OrderId}");
+        }
+        return response;
+    }
+
+    public override async Task<ContactSummary> GetContactSummary(GetContactSummaryRequest request, ServerCallContext context)
+    {
+        var caller = context.Caller(Scope.ContactsRead);
+        await using var conn = await _db.OpenConnectionAsync(context.CancellationToken);
+        var contactId = await ResolveAsync(conn, null, caller.TenantId, request.Contact, "contact");
+        var p = new { tenant = caller.TenantId, contactId };
+        var counts = await conn.QuerySingleAsync<(DateTime? First, DateTime? Last, long Completed, long Cancelled, long Refunded)>("""
+            SELECT min(occurred_at) FILTER (WHERE status = 'completed'),
+                   max(occurred_at) FILTER (WHERE status = 'completed'),
+                   count(*) FILTER (WHERE status = 'completed'),
+                   count(*) FILTER (WHERE status = 'cancelled'),
+                   count(*) FILTER (WHERE status = 'refunded')
+            FROM orders WHERE tenant_id = @tenant AND contact_id = @contactId
+            """, p);
+        var totals = await conn.QueryAsync<(string Currency, decimal Total)>("""
+            SELECT currency, sum(total) FROM orders
+            WHERE tenant_id = @tenant AND contact_id = @contactId AND status = 'completed'
+            GROUP BY currency ORDER BY currency
+            """, p);
+        var summary = new ContactSummary
+        {
+            ContactId = contactId.ToString(),
+            FirstPurchaseAt = Timestamps.OfNullable(counts.First),
+            LastPurchaseAt = Timestamps.OfNullable(counts.Last),
+            OrderCount = counts.Completed,
+            CancelledCount = counts.Cancelled,
+            RefundedCount = counts.Refunded,
+        };
+        summary.TotalSpend.AddRange(totals.Select(t => new CurrencyTotal { Currency = t.Currency, Total = t.Total.ToString(CultureInfo.InvariantCulture) }));
+        return summary;
+    }
+
+    /// <summary>Contact ids for external ids, creating the contacts that do not exist yet (with their events).</summary>
+    private static async Task<Dictionary<string, Guid>> EnsureContactsAsync(NpgsqlConnection conn, NpgsqlTransaction tx, string tenant, string[] externalIds)
+    {
+        if (externalIds.Length == 0) return new Dictionary<string, Guid>(StringComparer.Ordinal);
+        var created = (await conn.QueryAsync<(Guid ContactId, string ExternalId, bool Suppressed)>("""
+            INSERT INTO contacts (tenant_id, contact_id, external_id, suppressed)
+            SELECT @tenant, gen_random_uuid(), e, EXISTS (
+                SELECT 1 FROM suppressions s WHERE s.tenant_id = @tenant
+                  AND s.value_hash = sha256(convert_to(@tenant || E'\n' || 'external_id' || E'\n' || e, 'UTF8')))
+            FROM unnest(@externalIds) AS e
+            ON CONFLICT (tenant_id, external_id) DO NOTHING
+            RETURNING contact_id, external_id, suppressed
+            """, new { tenant, externalIds }, tx)).AsList();
+        await Outbox.EnqueueManyAsync(conn, tx, created.Select(c =>
+            new ContactUpserted(tenant, c.ContactId, c.ExternalId, null, null, null, null, [], "{}", c.Suppressed, DateTimeOffset.UtcNow)));
+        var all = await conn.QueryAsync<(string ExternalId, Guid ContactId)>(
+            "SELECT external_id, contact_id FROM contacts WHERE tenant_id = @tenant AND external_id = ANY(@externalIds)",
+            new { tenant, externalIds }, tx);
+        return all.ToDictionary(r => r.ExternalId, r => r.ContactId, StringComparer.Ordinal);
+    }
+
+    private static ParsedOrder ParseOrder(Order o, string path, Validation v)
+    {
+        var order = new ParsedOrder
+        {
+            OrderId = o.OrderId.Trim(),
+            Currency = o.Currency.Trim().ToUpperInvariant(),
+            Status = Words.Of(o.Status),
+            UtcOffsetMinutes = o.UtcOffsetMinutes,
+        };
+        if (!ContactFields.IsValidKey(order.OrderId, 256)) v.Add($"{path}.order_id", "is required (1 to 256 characters)");
+        if (o.OccurredAt is null) v.Add($"{path}.occurred_at", "is required");
+        else order.OccurredAt = o.OccurredAt.ToDateTime();
+        if (order.Currency.Length != 3 || !order.Currency.All(char.IsAsciiLetterUpper)) v.Add($"{path}.currency", "must be an ISO 4217 code such as KRW");
+        if (o.UtcOffsetMinutes is < -840 or > 840) v.Add($"{path}.utc_offset_minutes", "must be between -840 and 840");
+        for (var i = 0; i < o.Lines.Count; i++)
+        {
+            var l = o.Lines[i];
+            var line = new ParsedLine { Sku = l.Sku.Trim(), Name = NullIfEmpty(l.Name), Category = NullIfEmpty(l.Category) };
+            if (line.Sku.Length == 0) v.Add($"{path}.lines[{i}].sku", "is required");
+            if (!Decimals.TryParse(l.Quantity, out var q)) v.Add($"{path}.lines[{i}].quantity", $"'{l.Quantity}' is not a decimal number");
+            if (!Decimals.TryParse(l.UnitPrice, out var p) || p < 0) v.Add($"{path}.lines[{i}].unit_price", $"'{l.UnitPrice}' is not a non-negative decimal number");
+            line.Quantity = q;
+            line.UnitPrice = p;
+            order.Lines.Add(line);
+        }
+        if (o.Total.Length > 0)
+        {
+            if (Decimals.TryParse(o.Total, out var total)) order.Total = total;
+            else v.Add($"{path}.total", $"'{o.Total}' is not a decimal number");
+        }
+        else if (o.Lines.Count == 0)
+        {
+            v.Add($"{path}.total", "is required when the order has no lines");
+        }
+        else
+        {
+            order.Total = order.Lines.Sum(l => l.Quantity * l.UnitPrice);
+        }
+        return order;
+    }
+
+    private sealed class ParsedOrder
+    {
+        public string OrderId { get; set; } = "";
+        public Guid? ContactId { get; set; }
+        public DateTime OccurredAt { get; set; }
+        public int UtcOffsetMinutes { get; set; }
+        public string Currency { get; set; } = "";
+        public decimal Total { get; set; }
+        public string Status { get; set; } = "";
+        public List<ParsedLine> Lines { get; } = [];
+    }
+
+    private sealed class ParsedLine
+    {
+        public string Sku { get; set; } = "";
+        public string? Name { get; set; }
+        public string? Category { get; set; }
+        public decimal Quantity { get; set; }
+        public decimal UnitPrice { get; set; }
+    }
+}
+
+internal sealed class OrderRow
+{
+    public string OrderId { get; set; } = "";
+    public Guid? ContactId { get; set; }
+    public DateTime OccurredAt { get; set; }
+    public int UtcOffsetMinutes { get; set; }
+    public string Currency { get; set; } = "";
+    public decimal Total { get; set; }
+    public string Status { get; set; } = "";
+}
+
+internal sealed class LineRow
+{
+    public string OrderId { get; set; } = "";
+    public int LineNo { get; set; }
+    public string Sku { get; set; } = "";
+    public string? Name { get; set; }
+    public string? Category { get; set; }
+    public decimal Quantity { get; set; }
+    public decimal UnitPrice { get; set; }
+}
+
+public static class Decimals
+{
+    /// <summary>Money and quantities are decimals, written with '.' (never floating point).</summary>
+    public static bool TryParse(string s, out decimal value) =>
+        decimal.TryParse(s, NumberStyles.AllowLeadingSign | NumberStyles.AllowDecimalPoint | NumberStyles.AllowLeadingWhite | NumberStyles.AllowTrailingWhite,
+            CultureInfo.InvariantCulture, out value);
+}

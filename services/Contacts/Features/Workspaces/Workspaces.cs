@@ -1,0 +1,91 @@
+using System.Collections.Concurrent;
+using Crm.BuildingBlocks.Errors;
+using Crm.BuildingBlocks.Tenancy;
+using Crm.Contacts.V1;
+using Dapper;
+using Google.Protobuf.WellKnownTypes;
+using Grpc.Core;
+using Npgsql;
+using PhoneNumbers;
+
+namespace Crm.Contacts.Features.Workspaces;
+
+public sealed record WorkspaceSettings(string TenantId, string Name, string DefaultRegion, string TimeZone, DateTime CreatedAt)
+{
+    public TimeZoneInfo Zone => TimeZoneInfo.FindSystemTimeZoneById(TimeZone);
+}
+
+/// <summary>Per-tenant settings, read often (every phone number needs the default region), so cached briefly.</summary>
+public sealed class Workspaces(NpgsqlDataSource dataSource)
+{
+    private static readonly TimeSpan CacheFor = TimeSpan.FromSeconds(30);
+    private readonly ConcurrentDictionary<string, (WorkspaceSettings Settings, DateTime Until)> _cache = new();
+
+    public async Task<WorkspaceSettings> GetAsync(string tenantId, CancellationToken ct)
+    {
+        if (_cache.TryGetValue(tenantId, out var hit) && hit.Until > DateTime.UtcNow) return hit.Settings;
+        await using var conn = await dataSource.OpenConnectionAsync(ct);
+        var settings = await conn.QuerySingleOrDefaultAsync<WorkspaceSettings>(
+            "SELECT tenant_id AS TenantId, name, default_region AS DefaultRegion, time_zone AS TimeZone, created_at AS CreatedAt FROM workspaces WHERE tenant_id = @tenantId",
+            new { tenantId })
+            // A tenant that never configured its workspace gets the platform defaults (Korea first).
+            ?? new WorkspaceSettings(tenantId, tenantId, "KR", "Asia/Seoul", DateTime.UnixEpoch);
+        _cache[tenantId] = (settings, DateTime.UtcNow + CacheFor);
+        return settings;
+    }
+
+    public async Task<WorkspaceSettings> UpdateAsync(string tenantId, string? name, string? region, string? timeZone, CancellationToken ct)
+    {
+        var v = new Validation();
+        if (region is not null && !PhoneNumberUtil.GetInstance().GetSupportedRegions().Contains(region))
+            v.Add("default_region", $"'{region}' is not an ISO 3166 region with a phone numbering plan");
+        if (timeZone is not null && !TimeZoneInfo.TryFindSystemTimeZoneById(timeZone, out _))
+            v.Add("time_zone", $"'{timeZone}' is not an IANA time zone");
+        if (name is not null && (name.Length == 0 || name.Length > 200))
+            v.Add("name", "must be 1 to 200 characters");
+        v.ThrowIfInvalid();
+
+        await using var conn = await dataSource.OpenConnectionAsync(ct);
+        var settings = await conn.QuerySingleAsync<WorkspaceSettings>("""
+            INSERT INTO workspaces (tenant_id, name, default_region, time_zone)
+            VALUES (@tenantId, coalesce(@name, @tenantId), coalesce(@region, 'KR'), coalesce(@timeZone, 'Asia/Seoul'))
+            ON CONFLICT (tenant_id) DO UPDATE SET
+                name = coalesce(@name, workspaces.name),
+                default_region = coalesce(@region, workspaces.default_region),
+                time_zone = coalesce(@timeZone, workspaces.time_zone),
+                updated_at = now()
+            RETURNING tenant_id AS TenantId, name, default_region AS DefaultRegion, time_zone AS TimeZone, created_at AS CreatedAt
+            """, new { tenantId, name, region, timeZone });
+        _cache.TryRemove(tenantId, out _);
+        return settings;
+    }
+}
+
+public sealed class WorkspaceGrpcService(Workspaces workspaces) : WorkspaceService.WorkspaceServiceBase
+{
+    public override async Task<Workspace> GetWorkspace(GetWorkspaceRequest request, ServerCallContext context)
+    {
+        var caller = context.Caller(Scope.ContactsRead);
+        return ToProto(await workspaces.GetAsync(caller.TenantId, context.CancellationToken));
+    }
+
+    public override async Task<Workspace> UpdateWorkspace(UpdateWorkspaceRequest request, ServerCallContext context)
+    {
+        var caller = context.Caller(Scope.WorkspaceAdmin);
+        var settings = await workspaces.UpdateAsync(caller.TenantId,
+            request.HasName ? request.Name : null,
+            request.HasDefaultRegion ? request.DefaultRegion.ToUpperInvariant() : null,
+            request.HasTimeZone ? request.TimeZone : null,
+            context.CancellationToken);
+        return ToProto(settings);
+    }
+
+    private static Workspace ToProto(WorkspaceSettings s) => new()
+    {
+        TenantId = s.TenantId,
+        Name = s.Name,
+        DefaultRegion = s.DefaultRegion,
+        TimeZone = s.TimeZone,
+        CreatedAt = Timestamp.FromDateTime(DateTime.SpecifyKind(s.CreatedAt, DateTimeKind.Utc)),
+    };
+}

@@ -1,0 +1,5 @@
+using Crm.BuildingBlocks.Hosting;
+using Crm.Contacts;
+
+var app = ContactsModule.Build(args);
+return await app.RunOrMigrateAsync(args);

@@ -1,0 +1,55 @@
+namespace Crm.Contracts.Contacts;
+
+// Integration events published by the Contacts service through its outbox.
+// Events carry the state consumers need for their projections; they are applied
+// last-writer-wins by OccurredAt, since at-least-once delivery may reorder them.
+
+public sealed record ContactUpserted(
+    string TenantId,
+    Guid ContactId,
+    string ExternalId,
+    string? Email,
+    string? Phone,
+    string? Locale,
+    string? TimeZone,
+    IReadOnlyList<string> Tags,
+    string AttributesJson,
+    bool Suppressed,
+    DateTimeOffset OccurredAt);
+
+/// <summary>Channel: email, sms, push, kakao. Purpose: marketing, transactional, marketing_night. Status: opted_in, opted_out.</summary>
+public sealed record ConsentChanged(
+    string TenantId,
+    Guid ContactId,
+    string Channel,
+    string Purpose,
+    string Status,
+    string Source,
+    DateTimeOffset OccurredAt,
+    DateTimeOffset? ConsentedAt);
+
+public sealed record ContactErased(string TenantId, Guid ContactId, DateTimeOffset OccurredAt);
+
+public sealed record TransactionsRecorded(string TenantId, IReadOnlyList<RecordedOrder> Orders);
+
+public sealed record RecordedOrder(
+    Guid? ContactId,
+    string OrderId,
+    DateTimeOffset OccurredAt,
+    string Currency,
+    decimal Total,
+    string Status,
+    IReadOnlyList<string> Skus,
+    IReadOnlyList<string> Categories);
+
+public sealed record EngagementRecorded(string TenantId, IReadOnlyList<RecordedEngagement> Events);
+
+public sealed record RecordedEngagement(
+    string EventId,
+    Guid ContactId,
+    string Type,
+    string? Name,
+    string? Channel,
+    string? MessageId,
+    string? CampaignId,
+    DateTimeOffset OccurredAt);

@@ -1,0 +1,59 @@
+using Crm.BuildingBlocks.Tenancy;
+using Grpc.Core;
+using Grpc.Net.Client;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.Extensions.Configuration;
+
+namespace Crm.TestSupport;
+
+/// <summary>A service started in-process on real loopback sockets (gRPC over h2c, health over HTTP/1.1).</summary>
+public sealed class ServiceHost : IAsyncDisposable
+{
+    public const string SigningKey = "test-signing-key-0123456789-0123456789-abcdef";
+
+    private ServiceHost(WebApplication app, int grpcPort, int httpPort)
+    {
+        App = app;
+        GrpcAddress = new Uri($"http://127.0.0.1:{grpcPort}");
+        HttpAddress = new Uri($"http://127.0.0.1:{httpPort}");
+        Channel = GrpcChannel.ForAddress(GrpcAddress, new GrpcChannelOptions { MaxSendMessageSize = 16 * 1024 * 1024 });
+        Tokens = new IdentityTokens(new TenancyOptions { SigningKey = SigningKey });
+    }
+
+    public WebApplication App { get; }
+    public Uri GrpcAddress { get; }
+    public Uri HttpAddress { get; }
+    public GrpcChannel Channel { get; }
+    public IdentityTokens Tokens { get; }
+
+    /// <param name="build">The service's own Build(args, configure), e.g. ContactsModule.Build.</param>
+    public static async Task<ServiceHost> StartAsync(
+        Func<string[], Action<WebApplicationBuilder>, WebApplication> build, IDictionary<string, string?> settings)
+    {
+        var grpcPort = TestServers.FreePort();
+        var httpPort = TestServers.FreePort();
+        var app = build([], builder =>
+        {
+            builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>(settings)
+            {
+                ["Kestrel:Endpoints:Grpc:Url"] = $"http://127.0.0.1:{grpcPort}",
+                ["Kestrel:Endpoints:Http:Url"] = $"http://127.0.0.1:{httpPort}",
+                ["Tenancy:SigningKey"] = SigningKey,
+                ["Logging:LogLevel:Default"] = "Warning",
+            });
+        });
+        await app.StartAsync();
+        return new ServiceHost(app, grpcPort, httpPort);
+    }
+
+    /// <summary>Call options carrying a signed identity token for the tenant.</summary>
+    public CallOptions As(string tenant, params string[] scopes) =>
+        new(new Metadata { { "authorization", "Bearer " + Tokens.Issue(tenant, scopes.Length == 0 ? [Scope.All] : scopes) } });
+
+    public async ValueTask DisposeAsync()
+    {
+        Channel.Dispose();
+        await App.StopAsync();
+        await App.DisposeAsync();
+    }
+}
