@@ -50,8 +50,12 @@ public sealed class ServiceHost : IAsyncDisposable
     public CallOptions As(string tenant, params string[] scopes) =>
         new(new Metadata { { "authorization", "Bearer " + Tokens.Issue(tenant, scopes.Length == 0 ? [Scope.All] : scopes) } });
 
+    private bool _disposed;
+
     public async ValueTask DisposeAsync()
     {
+        if (_disposed) return;
+        _disposed = true;
         Channel.Dispose();
         await App.StopAsync();
         await App.DisposeAsync();

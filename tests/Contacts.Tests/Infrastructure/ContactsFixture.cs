@@ -40,7 +40,7 @@ public sealed class ContactsFixture : IAsyncLifetime
 
     public async Task DisposeAsync()
     {
-        if (Host is not null) await Host.DisposeAsync();
+        if (Host is not null) await Host.DisposeAsync(); // a test may have stopped it already
         await TestServers.DropDatabaseAsync(_database);
         await TestServers.DeleteVirtualHostAsync(_vhost);
     }

@@ -1,0 +1,146 @@
+using System.Diagnostics;
+using Crm.Contacts.V1;
+using Dapper;
+using Npgsql;
+
+namespace Crm.Contacts.Features.Imports;
+
+/// <summary>
+/// The `imports` row of one running import: progress and rejected rows are written on a connection
+/// of their own (autocommit), so GetImport shows them while the data is still inside the import's
+/// transaction. The final counts commit with the data.
+/// </summary>
+public sealed class ImportRun : IAsyncDisposable
+{
+    public const int MaxStoredErrors = 10_000;
+    private static readonly TimeSpan ProgressEvery = TimeSpan.FromMilliseconds(500);
+
+    private readonly NpgsqlConnection _conn;
+    private readonly List<ImportError> _pendingErrors = [];
+    private readonly SemaphoreSlim _connLock = new(1, 1);
+    private readonly CancellationTokenSource _stop = new();
+    private readonly Task _progressLoop;
+    private long _storedErrors;
+    private long _rowsRead, _rowsAccepted, _rowsRejected;
+
+    private ImportRun(NpgsqlConnection conn, string tenant, Guid importId)
+    {
+        _conn = conn;
+        Tenant = tenant;
+        ImportId = importId;
+        _progressLoop = Task.Run(ReportProgressAsync);
+    }
+
+    public string Tenant { get; }
+    public Guid ImportId { get; }
+    public long RowsRead => Interlocked.Read(ref _rowsRead);
+    public long RowsAccepted => Interlocked.Read(ref _rowsAccepted);
+    public long RowsRejected => Interlocked.Read(ref _rowsRejected);
+
+    public static async Task<ImportRun> StartAsync(NpgsqlDataSource db, string tenant, string kind, string fileName, CancellationToken ct)
+    {
+        var conn = await db.OpenConnectionAsync(ct);
+        var importId = Guid.CreateVersion7();
+        await conn.ExecuteAsync(
+            "INSERT INTO imports (tenant_id, import_id, kind, status, file_name) VALUES (@tenant, @importId, @kind, 'running', @fileName)",
+            new { tenant, importId, kind, fileName });
+        return new ImportRun(conn, tenant, importId);
+    }
+
+    public void Read() => Interlocked.Increment(ref _rowsRead);
+
+    public void Accepted() => Interlocked.Increment(ref _rowsAccepted);
+
+    public void Reject(long line, string column, string reason)
+    {
+        Interlocked.Increment(ref _rowsRejected);
+        lock (_pendingErrors)
+        {
+            if (_storedErrors + _pendingErrors.Count < MaxStoredErrors)
+                _pendingErrors.Add(new ImportError { Line = line, Column = column, Reason = reason });
+        }
+    }
+
+    /// <summary>Twice a second, whatever the client's pace, so a stalled upload still shows where it is.</summary>
+    private async Task ReportProgressAsync()
+    {
+        using var timer = new PeriodicTimer(ProgressEvery);
+        try
+        {
+            while (await timer.WaitForNextTickAsync(_stop.Token)) await FlushAsync(_stop.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            // The import finished.
+        }
+    }
+
+    public async Task FlushAsync(CancellationToken ct)
+    {
+        await _connLock.WaitAsync(ct);
+        try
+        {
+            ImportError[] errors;
+            lock (_pendingErrors)
+            {
+                errors = _pendingErrors.ToArray();
+                _pendingErrors.Clear();
+                _storedErrors += errors.Length;
+            }
+            if (errors.Length > 0)
+            {
+                await _conn.ExecuteAsync(new CommandDefinition("""
+                    INSERT INTO import_errors (tenant_id, import_id, line, col, reason)
+                    SELECT @Tenant, @ImportId, e.line, e.col, e.reason FROM unnest(@lines, @cols, @reasons) AS e(line, col, reason)
+                    ON CONFLICT DO NOTHING
+                    """, new
+                {
+                    Tenant, ImportId,
+                    lines = errors.Select(e => e.Line).ToArray(),
+                    cols = errors.Select(e => e.Column).ToArray(),
+                    reasons = errors.Select(e => e.Reason).ToArray(),
+                }, cancellationToken: ct));
+            }
+            await _conn.ExecuteAsync(new CommandDefinition(
+                "UPDATE imports SET rows_read = @RowsRead, rows_accepted = @RowsAccepted, rows_rejected = @RowsRejected WHERE tenant_id = @Tenant AND import_id = @ImportId AND status = 'running'",
+                new { RowsRead, RowsAccepted, RowsRejected, Tenant, ImportId }, cancellationToken: ct));
+        }
+        finally
+        {
+            _connLock.Release();
+        }
+    }
+
+    /// <summary>Stops progress reports and stores the remaining rejected rows; call before the final merge.</summary>
+    public async Task FinishReadingAsync(CancellationToken ct)
+    {
+        await _stop.CancelAsync();
+        await _progressLoop;
+        await FlushAsync(ct);
+    }
+
+    /// <summary>Final counts, written in the import's own transaction so they commit with the data.</summary>
+    public Task CompleteAsync(NpgsqlConnection conn, NpgsqlTransaction tx, long contactsCreated, long contactsUpdated, long ordersCreated) =>
+        conn.ExecuteAsync("""
+            UPDATE imports SET status = 'completed', rows_read = @RowsRead, rows_accepted = @RowsAccepted, rows_rejected = @RowsRejected,
+                contacts_created = @contactsCreated, contacts_updated = @contactsUpdated, orders_created = @ordersCreated, finished_at = now()
+            WHERE tenant_id = @Tenant AND import_id = @ImportId
+            """, new { RowsRead, RowsAccepted, RowsRejected, contactsCreated, contactsUpdated, ordersCreated, Tenant, ImportId }, tx);
+
+    public async Task FailAsync(string reason)
+    {
+        await FinishReadingAsync(CancellationToken.None);
+        await _conn.ExecuteAsync(
+            "UPDATE imports SET status = 'failed', failure = @reason, finished_at = now() WHERE tenant_id = @Tenant AND import_id = @ImportId",
+            new { reason, Tenant, ImportId });
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await _stop.CancelAsync();
+        await _progressLoop;
+        _stop.Dispose();
+        _connLock.Dispose();
+        await _conn.DisposeAsync();
+    }
+}

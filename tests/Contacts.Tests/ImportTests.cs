@@ -1,0 +1,198 @@
+using System.Text;
+using Crm.Contacts.Features;
+using Crm.Contacts.Tests.Infrastructure;
+using Crm.Contacts.V1;
+using Dapper;
+using Google.Protobuf;
+using Grpc.Core;
+using Npgsql;
+
+namespace Crm.Contacts.Tests;
+
+[Collection(ContactsCollection.Name)]
+public sealed class ImportTests(ContactsFixture fx)
+{
+    private static string Slice => File.ReadAllText(Path.Combine(AppContext.BaseDirectory, "data", "online_retail_slice.csv"));
+
+    [Fact]
+    public async Task Should_import_real_line_items_as_orders_and_change_nothing_on_reimport()
+    {
+        var t = ContactsFixture.NewTenant();
+        var result = await Imports.TransactionsAsync(fx.Client, fx.As(t), Slice, Imports.OnlineRetail);
+
+        Assert.Equal(ImportStatus.Completed, result.Status);
+        Assert.Equal(307, result.RowsRead);
+        Assert.Equal(306, result.RowsAccepted);
+        Assert.Equal(1, result.RowsRejected);
+        var error = Assert.Single(result.Errors);
+        Assert.Equal(308, error.Line);
+        Assert.Equal("Price", error.Column);
+        Assert.Contains("negative", error.Reason);
+        Assert.Equal(27, result.OrdersCreated);
+        Assert.Equal(20, result.ContactsCreated);
+
+        // Customer 13085 ("13085.0" in the file) bought twice: 651.10 GBP, exactly.
+        var summary = await fx.Client.GetContactSummaryAsync(new GetContactSummaryRequest { Contact = new ContactRef { ExternalId = "13085" } }, fx.As(t));
+        Assert.Equal(2, summary.OrderCount);
+        Assert.Equal(new CurrencyTotal { Currency = "GBP", Total = "651.1000" }, Assert.Single(summary.TotalSpend));
+        var cancelled = await fx.Client.GetContactSummaryAsync(new GetContactSummaryRequest { Contact = new ContactRef { ExternalId = "16321" } }, fx.As(t));
+        Assert.Equal(1, cancelled.CancelledCount);
+
+        var orders = await fx.Client.ListTransactionsAsync(new ListTransactionsRequest { Contact = new ContactRef { ExternalId = "13085" } }, fx.As(t));
+        var first = orders.Orders.Single(o => o.OrderId == "489434");
+        Assert.Equal(8, first.Lines.Count);
+        Assert.Equal("85048", first.Lines[0].Sku);
+        Assert.Equal("RECORD FRAME 7\" SINGLE SIZE ", first.Lines[3].Name); // RFC 4180 quotes, kept as written
+        // 07:45 London time in December is 07:45 UTC.
+        Assert.Equal(new DateTime(2009, 12, 1, 7, 45, 0, DateTimeKind.Utc), first.OccurredAt.ToDateTime());
+
+        var before = await CountsAsync(t);
+        var again = await Imports.TransactionsAsync(fx.Client, fx.As(t), Slice, Imports.OnlineRetail);
+        Assert.Equal(0, again.OrdersCreated);
+        Assert.Equal(0, again.ContactsCreated);
+        Assert.Equal(before, await CountsAsync(t));
+        Assert.Equal((27L, 306L, 3L), before); // 3 line items of guest orders are kept without a contact
+    }
+
+    [Fact]
+    public async Task Should_report_bad_rows_with_line_and_reason_while_good_rows_go_in()
+    {
+        var t = ContactsFixture.NewTenant();
+        var csv = """
+            order,customer,when,sku,name,qty,price
+            A1,c1,2026-01-05T10:00:00+09:00,S1,"멀티라인
+            상품명",1,1000
+            A1,c1,2026-01-05T10:00:00+09:00,S2,"쉼표, 포함",2,500.5
+            A2,c2,yesterday,S1,x,1,1000
+            A3,c2,2026-01-06T10:00:00+09:00,S1,x,one,1000
+            A4,c2,2026-01-06T10:00:00+09:00,S1,x,1
+            ,c3,2026-01-06T10:00:00+09:00,S1,x,1,1000
+            A5,c3,2026-01-07 09:30:00,S3,,1,20000
+            A6,c4,2026-01-07T10:00:00Z,S1,"unterminated,1,1000
+            """.Replace("\r\n", "\n");
+        var mapping = new TransactionColumns
+        {
+            OrderId = "order", CustomerId = "customer", OccurredAt = "when", Sku = "sku", Name = "name",
+            Quantity = "qty", UnitPrice = "price", FixedCurrency = "KRW",
+        };
+        var result = await Imports.TransactionsAsync(fx.Client, fx.As(t), csv, mapping);
+        Assert.Equal(ImportStatus.Completed, result.Status);
+        Assert.Equal(8, result.RowsRead);
+        Assert.Equal(3, result.RowsAccepted);
+        Assert.Equal(
+            [(5L, "when"), (6L, "qty"), (7L, ""), (8L, "order"), (10L, "")],
+            result.Errors.Select(e => (e.Line, e.Column)).ToList());
+        Assert.Contains("'yesterday'", result.Errors[0].Reason);
+        Assert.Contains("expected 7 columns, found 6", result.Errors[2].Reason);
+        Assert.Contains("not closed", result.Errors[4].Reason);
+
+        var a1 = (await fx.Client.ListTransactionsAsync(new ListTransactionsRequest { Contact = new ContactRef { ExternalId = "c1" } }, fx.As(t))).Orders.Single();
+        Assert.Equal("2001.0000", a1.Total);
+        Assert.Equal("멀티라인\n상품명", a1.Lines[0].Name);
+        Assert.Equal(540, a1.UtcOffsetMinutes);
+        // A local time without offset is read in the workspace's zone (Asia/Seoul by default).
+        var a5 = (await fx.Client.ListTransactionsAsync(new ListTransactionsRequest { Contact = new ContactRef { ExternalId = "c3" } }, fx.As(t))).Orders.Single();
+        Assert.Equal(new DateTime(2026, 1, 7, 0, 30, 0, DateTimeKind.Utc), a5.OccurredAt.ToDateTime());
+
+        var errors = await fx.Client.ListImportErrorsAsync(new ListImportErrorsRequest { ImportId = result.ImportId, PageSize = 2 }, fx.As(t));
+        Assert.Equal(2, errors.Errors.Count);
+        Assert.NotEmpty(errors.NextPageToken);
+    }
+
+    [Fact]
+    public async Task Should_name_the_mapping_field_when_a_column_is_missing()
+    {
+        var t = ContactsFixture.NewTenant();
+        var mapping = Imports.OnlineRetail;
+        mapping.Sku = "Product Code";
+        var ex = await Assert.ThrowsAsync<RpcException>(() => Imports.TransactionsAsync(fx.Client, fx.As(t), Slice, mapping));
+        Assert.Equal(StatusCode.InvalidArgument, ex.StatusCode);
+        Assert.Contains("header.transactions.sku", Rpc.ViolatedFields(ex.GetRpcStatus()));
+    }
+
+    [Fact]
+    public async Task Should_import_contacts_idempotently_with_korean_numbers_and_typed_attributes()
+    {
+        var t = ContactsFixture.NewTenant();
+        var csv = """
+            customer_id,name,email,phone,tags,points,vip,joined
+            1001,김민준,minjun@example.kr,010-1234-5678,vip;seoul,1200,true,2024-03-01
+            1002,이서연,seoyeon@example.kr,02-123-4567,busan,30,false,2025-01-15
+            1003,박지훈,not-an-email,010-2000-0000,,5,no,2025-02-01
+            1004,최수아,sua@example.kr,12345,,5,no,2025-02-01
+            1005,정하은,haeun@example.kr,,,abc,yes,2025-02-01
+            """.Replace("\r\n", "\n");
+        var mapping = new ContactColumns
+        {
+            ExternalId = "customer_id", Name = "name", Email = "email", Phone = "phone", Tags = "tags",
+            Attributes =
+            {
+                new AttributeColumn { Column = "points", Attribute = "points", Type = AttributeType.Number },
+                new AttributeColumn { Column = "vip", Attribute = "vip", Type = AttributeType.Boolean },
+                new AttributeColumn { Column = "joined", Attribute = "joined_at", Type = AttributeType.Date },
+            },
+        };
+        var result = await Imports.ContactsAsync(fx.Client, fx.As(t), csv, mapping);
+        Assert.Equal(2, result.ContactsCreated);
+        Assert.Equal([(4L, "email"), (5L, "phone"), (6L, "points")], result.Errors.Select(e => (e.Line, e.Column)).ToList());
+
+        var minjun = await fx.Client.GetContactAsync(new GetContactRequest { Contact = new ContactRef { ExternalId = "1001" } }, fx.As(t));
+        Assert.Equal("+821012345678", minjun.Phone);
+        Assert.Equal(["seoul", "vip"], minjun.Tags);
+        Assert.Equal(1200, minjun.Attributes["points"].NumberValue);
+        Assert.True(minjun.Attributes["vip"].BoolValue);
+        Assert.Equal(new DateTime(2024, 3, 1, 0, 0, 0, DateTimeKind.Utc), minjun.Attributes["joined_at"].DateValue.ToDateTime());
+
+        var again = await Imports.ContactsAsync(fx.Client, fx.As(t), csv, mapping);
+        Assert.Equal((0L, 0L), (again.ContactsCreated, again.ContactsUpdated));
+        var changed = await Imports.ContactsAsync(fx.Client, fx.As(t), csv.Replace("1200", "1300"), mapping);
+        Assert.Equal((0L, 1L), (changed.ContactsCreated, changed.ContactsUpdated));
+    }
+
+    [Fact]
+    public async Task Should_show_progress_while_an_import_runs()
+    {
+        var t = ContactsFixture.NewTenant();
+        var rows = new StringBuilder("order,customer,when,sku,qty,price\n");
+        for (var i = 0; i < 20_000; i++) rows.Append(System.Globalization.CultureInfo.InvariantCulture, $"P{i / 4},c{i % 500},2026-01-05T10:00:00Z,S{i % 7},1,{i % 90 + 1}\n");
+        var data = Encoding.UTF8.GetBytes(rows.ToString());
+        var mapping = new TransactionColumns { OrderId = "order", CustomerId = "customer", OccurredAt = "when", Sku = "sku", Quantity = "qty", UnitPrice = "price", FixedCurrency = "KRW" };
+
+        using var call = fx.Client.ImportTransactions(fx.As(t));
+        await call.RequestStream.WriteAsync(new ImportChunk { Header = new ImportHeader { FileName = "big.csv", Transactions = mapping } });
+        var half = data.Length / 2;
+        await call.RequestStream.WriteAsync(new ImportChunk { Data = ByteString.CopyFrom(data, 0, half) });
+        var importId = (await call.ResponseHeadersAsync).GetValue(ContactsGrpcService.ImportIdHeader)!;
+
+        Import progress;
+        var deadline = DateTime.UtcNow.AddSeconds(20);
+        do
+        {
+            await Task.Delay(600);
+            // Any further row after the progress interval flushes the counters.
+            progress = await fx.Client.GetImportAsync(new GetImportRequest { ImportId = importId }, fx.As(t));
+        } while (progress.RowsRead == 0 && DateTime.UtcNow < deadline);
+        Assert.Equal(ImportStatus.Running, progress.Status);
+        Assert.InRange(progress.RowsRead, 1, 19_999);
+
+        await call.RequestStream.WriteAsync(new ImportChunk { Data = ByteString.CopyFrom(data, half, data.Length - half) });
+        await call.RequestStream.CompleteAsync();
+        var done = await call;
+        Assert.Equal(ImportStatus.Completed, done.Status);
+        Assert.Equal(20_000, done.RowsAccepted);
+        Assert.Equal(5_000, done.OrdersCreated);
+
+        // Other tenants cannot see the import.
+        await Rpc.FailsWith(StatusCode.NotFound, () => fx.Client.GetImportAsync(new GetImportRequest { ImportId = importId }, fx.As(ContactsFixture.NewTenant())).ResponseAsync);
+    }
+
+    private async Task<(long Orders, long Lines, long AnonymousLines)> CountsAsync(string tenant)
+    {
+        await using var conn = new NpgsqlConnection(fx.ConnectionString);
+        return await conn.QuerySingleAsync<(long, long, long)>("""
+            SELECT (SELECT count(*) FROM orders WHERE tenant_id = @tenant),
+                   (SELECT count(*) FROM order_lines WHERE tenant_id = @tenant),
+                   (SELECT count(*) FROM order_lines l JOIN orders o USING (tenant_id, order_id) WHERE l.tenant_id = @tenant AND o.contact_id IS NULL)
+            """, new { tenant });
+    }
+}
