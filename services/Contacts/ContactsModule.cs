@@ -21,10 +21,10 @@ public static class ContactsModule
 
         var services = builder.Services;
         services.AddPostgres(builder.Configuration, new MigrationSource("contacts", typeof(ContactsModule).Assembly));
+        services.AddHostedService<MigrateOnStart>(); // before anything that touches the tables, such as the outbox relay
         services.AddCrmMessaging(builder.Configuration);
         services.AddCrmGrpc(builder.Configuration);
         services.AddSingleton<Workspaces>();
-        services.AddHostedService<MigrateOnStart>();
 
         var app = builder.Build();
         app.MapServiceDefaults();

@@ -99,6 +99,26 @@ public sealed class ImportTests(ContactsFixture fx)
         Assert.NotEmpty(errors.NextPageToken);
     }
 
+    [Theory]
+    [InlineData("1", "0", "0")]
+    [InlineData("-12", "26.7833", "-321.3996")] // a cancellation: returns have negative quantities
+    [InlineData("1", "12345678.9012", "12345678.9012")]
+    [InlineData("1", "0.0001", "0.0001")]
+    [InlineData("3", "10000", "30000")]
+    [InlineData("7", "99999999.99", "699999999.93")]
+    public async Task Should_keep_imported_totals_exact(string quantity, string unitPrice, string expectedTotal)
+    {
+        var t = ContactsFixture.NewTenant();
+        var csv = $"order,customer,when,sku,qty,price\nN1,c1,2026-01-05T10:00:00Z,S1,{quantity},{unitPrice}\n";
+        var mapping = new TransactionColumns { OrderId = "order", CustomerId = "customer", OccurredAt = "when", Sku = "sku", Quantity = "qty", UnitPrice = "price", FixedCurrency = "KRW" };
+        var result = await Imports.TransactionsAsync(fx.Client, fx.As(t), csv, mapping);
+        Assert.Equal(1, result.OrdersCreated);
+        var order = (await fx.Client.ListTransactionsAsync(new ListTransactionsRequest { Contact = new ContactRef { ExternalId = "c1" } }, fx.As(t))).Orders.Single();
+        Assert.Equal(decimal.Parse(expectedTotal, System.Globalization.CultureInfo.InvariantCulture),
+            decimal.Parse(order.Total, System.Globalization.CultureInfo.InvariantCulture));
+        Assert.Equal(unitPrice, order.Lines[0].UnitPrice);
+    }
+
     [Fact]
     public async Task Should_name_the_mapping_field_when_a_column_is_missing()
     {
@@ -190,9 +210,10 @@ public sealed class ImportTests(ContactsFixture fx)
     {
         await using var conn = new NpgsqlConnection(fx.ConnectionString);
         return await conn.QuerySingleAsync<(long, long, long)>("""
-            SELECT (SELECT count(*) FROM orders WHERE tenant_id = @tenant),
-                   (SELECT count(*) FROM order_lines WHERE tenant_id = @tenant),
-                   (SELECT count(*) FROM order_lines l JOIN orders o USING (tenant_id, order_id) WHERE l.tenant_id = @tenant AND o.contact_id IS NULL)
+            SELECT count(*),
+                   coalesce(sum(json_array_length(lines)), 0)::bigint,
+                   coalesce(sum(json_array_length(lines)) FILTER (WHERE contact_id IS NULL), 0)::bigint
+            FROM orders WHERE tenant_id = @tenant
             """, new { tenant });
     }
 }

@@ -15,11 +15,14 @@ public sealed class OutboxOptions
     /// <summary>Off only in tests that need to stop between commit and publish.</summary>
     public bool RelayEnabled { get; set; } = true;
     public int BatchSize { get; set; } = 500;
-    public TimeSpan PollInterval { get; set; } = TimeSpan.FromMilliseconds(200);
+
+    /// <summary>The relay wakes on NOTIFY; this is only the fallback when a notification is missed.</summary>
+    public TimeSpan PollInterval { get; set; } = TimeSpan.FromSeconds(5);
 }
 
 /// <summary>
-/// Publishes committed outbox rows to RabbitMQ and marks them published. A batch is claimed with
+/// Publishes committed outbox rows to RabbitMQ and marks them published. It sleeps on
+/// LISTEN outbox_messages (a trigger notifies when rows commit) and polls only as a fallback. A batch is claimed with
 /// FOR UPDATE SKIP LOCKED (so replicas share the work), published with publisher confirms, and
 /// stamped in the same transaction: a crash before the commit republishes the batch
 /// (at-least-once; consumers are idempotent by message id), a crash never loses it.
@@ -38,19 +41,23 @@ public sealed class OutboxRelay(NpgsqlDataSource dataSource, IBus bus, OutboxOpt
         }
         while (!stoppingToken.IsCancellationRequested)
         {
-            int published;
             try
             {
-                published = await PublishBatchAsync(stoppingToken);
+                await using var listener = await dataSource.OpenConnectionAsync(stoppingToken);
+                await using (var listen = new NpgsqlCommand("LISTEN outbox_messages", listener))
+                    await listen.ExecuteNonQueryAsync(stoppingToken);
+                while (!stoppingToken.IsCancellationRequested)
+                {
+                    // Drain, then sleep until a commit notifies (or the fallback interval passes).
+                    while (await PublishBatchAsync(stoppingToken) == options.BatchSize) { }
+                    await listener.WaitAsync(options.PollInterval, stoppingToken);
+                }
             }
             catch (Exception ex) when (ex is not OperationCanceledException)
             {
                 logger.LogError(ex, "Outbox relay failed; retrying");
-                published = 0;
                 await Task.Delay(TimeSpan.FromSeconds(1), stoppingToken);
             }
-            if (published < options.BatchSize)
-                await Task.Delay(options.PollInterval, stoppingToken);
         }
     }
 

@@ -24,8 +24,8 @@ public sealed class ContactImport(ContactColumns mapping, WorkspaceSettings work
     public async Task<(long Created, long Updated)> RunAsync(NpgsqlDataSource db, CsvReader csv, CancellationToken ct)
     {
         if (!await csv.ReadAsync(ct)) throw new InvalidArgumentException("data", "the file is empty (a header row is required)");
-        MapColumns(new ColumnMap(csv.Fields.ToArray()));
-        var columns = csv.Fields.Count;
+        MapColumns(new ColumnMap(csv.ToStrings()));
+        var columns = csv.FieldCount;
         var tagSeparator = mapping.TagSeparator.Length > 0 ? mapping.TagSeparator : ";";
 
         await using var conn = await db.OpenConnectionAsync(ct);
@@ -42,9 +42,9 @@ public sealed class ContactImport(ContactColumns mapping, WorkspaceSettings work
             while (await csv.ReadAsync(ct))
             {
                 run.Read();
-                var row = csv.Fields;
+                var row = csv.ToStrings();
                 if (csv.Error is not null) run.Reject(csv.Line, "", csv.Error);
-                else if (row.Count != columns) run.Reject(csv.Line, "", $"expected {columns} columns, found {row.Count}");
+                else if (row.Length != columns) run.Reject(csv.Line, "", $"expected {columns} columns, found {row.Length}");
                 else if (Parse(row, csv.Line, tagSeparator) is { } c)
                 {
                     await copy.StartRowAsync(ct);
@@ -128,7 +128,7 @@ public sealed class ContactImport(ContactColumns mapping, WorkspaceSettings work
         v.ThrowIfInvalid();
     }
 
-    private ParsedContact? Parse(List<string> row, long line, string tagSeparator)
+    private ParsedContact? Parse(string[] row, long line, string tagSeparator)
     {
         string? Cell(int i) => i >= 0 && row[i].Length > 0 ? row[i] : null;
 

@@ -1,8 +1,11 @@
+using System.Buffers;
+using System.Buffers.Text;
+using System.Text;
 using System.Globalization;
+using System.Threading.Channels;
 using Crm.BuildingBlocks.Errors;
 using Crm.BuildingBlocks.Outbox;
 using Crm.Contacts.Features.Contacts;
-using Crm.Contacts.Features.Workspaces;
 using Crm.Contracts.Contacts;
 using Crm.Contacts.V1;
 using Dapper;
@@ -12,35 +15,48 @@ using NpgsqlTypes;
 namespace Crm.Contacts.Features.Imports;
 
 /// <summary>
-/// Line-item CSV (one row per item, as POS and shop exports write them) → orders. Rows stream
-/// through binary COPY into a temporary staging table; one set-based merge then groups them into
-/// orders by order id, creates unknown customers, and skips orders already recorded, so importing
-/// the same file twice changes nothing. The whole import is one transaction.
+/// Line-item CSV (one row per item, as POS and shop exports write them) → orders, in one transaction.
+///
+/// The file is parsed on one core while PostgreSQL ingests on the other. The parser folds each run
+/// of consecutive rows of one order into a fragment (its first row's facts, the total, the items)
+/// and hands batches through a bounded channel, so memory stays flat whatever the file size. For
+/// each batch the writer asks which of its orders exist, creates the customers it has not seen
+/// (transactions first), binary-COPYs the new orders straight into `orders`, and writes their
+/// TransactionsRecorded events to the outbox. An order recorded before is skipped, so importing the
+/// same file twice changes nothing; an order whose rows were not consecutive in the file gets the
+/// later items appended (and an event with its new state).
 /// </summary>
 public sealed class TransactionImport
 {
     /// <summary>Orders per TransactionsRecorded event.</summary>
     public const int OrdersPerEvent = 500;
+    private const int BatchRows = 16_384;
 
     private readonly TransactionColumns _m;
+    private long _ordersCreated;
+    private long _contactsCreated;
     private readonly ImportRun _run;
     private readonly TimeZoneInfo _zone;
+    private readonly string _fixedCurrency;
 
     private int _iOrder, _iCustomer, _iAt, _iCurrency, _iSku, _iName, _iCategory, _iQty, _iPrice, _iStatus;
-    private string? _lastAtRaw;
-    private (DateTime Utc, int Offset)? _lastAt;
+    private readonly BytesCache _orderIds = new();
+    private readonly BytesCache _customers = new(ContactFields.NormaliseExternalId);
+    private readonly BytesCache _currencies = new(s => s.ToUpperInvariant());
+    private readonly BytesCache _times = new();
+    private (DateTime Utc, int Offset) _lastTime;
+    private string? _lastTimeRaw;
 
-    public TransactionImport(TransactionColumns mapping, WorkspaceSettings workspace, ImportRun run)
+    public TransactionImport(TransactionColumns mapping, Workspaces.WorkspaceSettings workspace, ImportRun run)
     {
         _m = mapping;
         _run = run;
+        _fixedCurrency = mapping.FixedCurrency.Trim().ToUpperInvariant();
         var v = new Validation();
         var zoneId = string.IsNullOrWhiteSpace(mapping.TimeZone) ? workspace.TimeZone : mapping.TimeZone;
         if (!TimeZoneInfo.TryFindSystemTimeZoneById(zoneId, out var zone)) v.Add("header.transactions.time_zone", $"'{zoneId}' is not an IANA time zone");
-        if (mapping.FixedCurrency.Length > 0 && !IsCurrency(mapping.FixedCurrency.ToUpperInvariant()))
-            v.Add("header.transactions.fixed_currency", "must be an ISO 4217 code such as KRW");
-        if (mapping.FixedCurrency.Length == 0 && mapping.Currency.Length == 0)
-            v.Add("header.transactions.currency", "name the currency column or set fixed_currency");
+        if (_fixedCurrency.Length > 0 && !IsCurrency(_fixedCurrency)) v.Add("header.transactions.fixed_currency", "must be an ISO 4217 code such as KRW");
+        if (_fixedCurrency.Length == 0 && mapping.Currency.Length == 0) v.Add("header.transactions.currency", "name the currency column or set fixed_currency");
         v.ThrowIfInvalid();
         _zone = zone!;
     }
@@ -48,58 +64,150 @@ public sealed class TransactionImport
     public async Task<(long OrdersCreated, long ContactsCreated)> RunAsync(NpgsqlDataSource db, CsvReader csv, CancellationToken ct)
     {
         if (!await csv.ReadAsync(ct)) throw new InvalidArgumentException("data", "the file is empty (a header row is required)");
-        MapColumns(new ColumnMap(csv.Fields.ToArray()));
-        var columns = csv.Fields.Count;
+        MapColumns(new ColumnMap(csv.ToStrings()));
 
         await using var conn = await db.OpenConnectionAsync(ct);
         await using var tx = await conn.BeginTransactionAsync(ct);
-        await conn.ExecuteAsync("""
-            CREATE TEMP TABLE import_lines (
-                line_no bigint, order_id text, customer_id text, occurred_at timestamptz, utc_offset int,
-                currency text, sku text, name text, category text, quantity numeric, unit_price numeric, status text
-            ) ON COMMIT DROP
-            """, transaction: tx);
-
-        await using (var copy = await conn.BeginBinaryImportAsync(
-            "COPY import_lines (line_no, order_id, customer_id, occurred_at, utc_offset, currency, sku, name, category, quantity, unit_price, status) FROM STDIN (FORMAT BINARY)", ct))
+        var batches = System.Threading.Channels.Channel.CreateBounded<Batch>(new BoundedChannelOptions(2) { SingleReader = true, SingleWriter = true });
+        using var stopParsing = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        var parser = Task.Run(() => ParseAsync(csv, batches.Writer, stopParsing.Token), stopParsing.Token);
+        try
         {
+            await foreach (var batch in batches.Reader.ReadAllAsync(ct))
+                await WriteBatchAsync(conn, tx, batch, ct);
+        }
+        finally
+        {
+            await stopParsing.CancelAsync();
+            try { await parser; } catch (OperationCanceledException) when (!ct.IsCancellationRequested) { }
+        }
+        await parser; // rethrows a parse failure
+        await _run.FinishReadingAsync(ct);
+        await _run.CompleteAsync(conn, tx, _contactsCreated, 0, _ordersCreated);
+        await tx.CommitAsync(ct);
+        return (_ordersCreated, _contactsCreated);
+    }
+
+    private async Task ParseAsync(CsvReader csv, ChannelWriter<Batch> output, CancellationToken ct)
+    {
+        try
+        {
+            var columns = csv.FieldCount;
+            var batch = new Batch();
+            Fragment? run = null;
             while (await csv.ReadAsync(ct))
             {
                 _run.Read();
-                var row = csv.Fields;
                 if (csv.Error is not null) _run.Reject(csv.Line, "", csv.Error);
-                else if (row.Count != columns) _run.Reject(csv.Line, "", $"expected {columns} columns, found {row.Count}");
-                else if (Parse(row, csv.Line) is { } line)
+                else if (csv.FieldCount != columns) _run.Reject(csv.Line, "", $"expected {columns} columns, found {csv.FieldCount}");
+                else if (Parse(csv) is { } item)
                 {
-                    await copy.StartRowAsync(ct);
-                    await copy.WriteAsync(csv.Line, NpgsqlDbType.Bigint, ct);
-                    await copy.WriteAsync(line.OrderId, NpgsqlDbType.Text, ct);
-                    await WriteNullableAsync(copy, line.CustomerId, ct);
-                    await copy.WriteAsync(line.OccurredAt, NpgsqlDbType.TimestampTz, ct);
-                    await copy.WriteAsync(line.Offset, NpgsqlDbType.Integer, ct);
-                    await copy.WriteAsync(line.Currency, NpgsqlDbType.Text, ct);
-                    await copy.WriteAsync(line.Sku, NpgsqlDbType.Text, ct);
-                    await WriteNullableAsync(copy, line.Name, ct);
-                    await WriteNullableAsync(copy, line.Category, ct);
-                    await copy.WriteAsync(line.Quantity, NpgsqlDbType.Numeric, ct);
-                    await copy.WriteAsync(line.UnitPrice, NpgsqlDbType.Numeric, ct);
-                    await copy.WriteAsync(line.Status, NpgsqlDbType.Text, ct);
                     _run.Accepted();
+                    // Rows of one order usually follow each other: one fragment per run.
+                    if (run is null || !ReferenceEquals(run.OrderId, item.OrderId))
+                    {
+                        run = batch.StartFragment(item.OrderId, item.CustomerId, item.At.Utc, item.At.Offset, item.Currency, item.Status);
+                    }
+                    batch.AddLine(run, csv.Span(_iSku), _iName >= 0 ? csv.Span(_iName) : default, _iCategory >= 0 ? csv.Span(_iCategory) : default,
+                        item.Quantity, item.UnitPrice);
+                    if (++batch.Rows == BatchRows)
+                    {
+                        await output.WriteAsync(batch, ct);
+                        batch = new Batch();
+                        run = null;
+                    }
                 }
             }
-            await copy.CompleteAsync(ct);
+            if (batch.Rows > 0) await output.WriteAsync(batch, ct);
+            output.Complete();
         }
-        await _run.FinishReadingAsync(ct);
+        catch (Exception ex)
+        {
+            output.Complete(ex);
+            throw;
+        }
+    }
 
-        var p = new { tenant = _run.Tenant, contactType = Outbox.TypeName<ContactUpserted>(), ordersType = Outbox.TypeName<TransactionsRecorded>(), batch = OrdersPerEvent };
-        // Customers seen for the first time become contacts (transactions first).
-        var contactsCreated = await conn.ExecuteScalarAsync<long>(new CommandDefinition("""
+    private async Task WriteBatchAsync(NpgsqlConnection conn, NpgsqlTransaction tx, Batch batch, CancellationToken ct)
+    {
+        // One fragment per order within the batch.
+        var orders = new Dictionary<string, Fragment>(batch.Fragments.Count, StringComparer.Ordinal);
+        foreach (var f in batch.Fragments)
+        {
+            if (orders.TryGetValue(f.OrderId, out var first)) first.Append(f);
+            else orders.Add(f.OrderId, f);
+        }
+
+        // Recorded before (skip), or by an earlier batch of this import (append), or new.
+        var known = (await conn.QueryAsync<(string OrderId, bool Ours)>(new CommandDefinition(
+            // Probed id by id through the primary key (LIMIT 1 keeps the planner from flattening the
+            // subquery): a plain join read every order of the tenant into a hash table, once per batch,
+            // while the import was growing that very table.
+            """
+            SELECT i.order_id, o.ours
+            FROM unnest(@ids) AS i(order_id)
+            CROSS JOIN LATERAL (
+                SELECT import_id IS NOT DISTINCT FROM @importId AS ours FROM orders
+                WHERE tenant_id = @tenant AND order_id = i.order_id LIMIT 1) o
+            """,
+            new { tenant = _run.Tenant, importId = _run.ImportId, ids = orders.Keys.ToArray() }, tx, cancellationToken: ct)))
+            .ToDictionary(k => k.OrderId, k => k.Ours, StringComparer.Ordinal);
+        var fresh = orders.Values.Where(f => !known.ContainsKey(f.OrderId)).ToList();
+        var appended = orders.Values.Where(f => known.TryGetValue(f.OrderId, out var ours) && ours).ToList();
+
+        var contactIds = await EnsureCustomersAsync(conn, tx, fresh.Select(f => f.CustomerId).OfType<string>().Distinct().ToArray(), ct);
+        var recorded = new List<RecordedOrder>(fresh.Count + appended.Count);
+
+        var copy = new PgBinaryCopy(fresh.Count * 1024 + 64);
+        foreach (var f in fresh)
+        {
+            Guid? contactId = f.CustomerId is null ? null : contactIds[f.CustomerId];
+            copy.StartRow(10);
+            copy.Text(_run.Tenant);
+            copy.Text(f.OrderId);
+            if (contactId is { } id) copy.Uuid(id); else copy.Null();
+            copy.TimestampTz(f.OccurredAt);
+            copy.Int4(f.Offset);
+            copy.Text(f.Currency);
+            copy.Numeric(f.Total);
+            copy.Text(f.Status);
+            batch.WriteLinesJson(copy, f);
+            copy.Uuid(_run.ImportId);
+            recorded.Add(batch.ToEvent(f, contactId, f.Total));
+        }
+        if (fresh.Count > 0)
+        {
+            await using var stream = await conn.BeginRawBinaryCopyAsync(
+                "COPY orders (tenant_id, order_id, contact_id, occurred_at, utc_offset_minutes, currency, total, status, lines, import_id) FROM STDIN (FORMAT BINARY)", ct);
+            await stream.WriteAsync(copy.Finish(), ct);
+        }
+        _ordersCreated += fresh.Count;
+
+        foreach (var f in appended)
+        {
+            var state = await conn.QuerySingleAsync<(Guid? ContactId, decimal Total)>(new CommandDefinition("""
+                UPDATE orders SET lines = (lines::jsonb || @lines::jsonb)::json, total = total + @total
+                WHERE tenant_id = @tenant AND order_id = @orderId
+                RETURNING contact_id, total
+                """, new { tenant = _run.Tenant, orderId = f.OrderId, lines = batch.LinesJsonString(f), total = f.Total }, tx, cancellationToken: ct));
+            recorded.Add(batch.ToEvent(f, state.ContactId, state.Total));
+        }
+
+        // Events carry state: an appended order is announced again with its new total.
+        await Outbox.EnqueueManyAsync(conn, tx, recorded.Chunk(OrdersPerEvent).Select(c => new TransactionsRecorded(_run.Tenant, c)));
+    }
+
+    /// <summary>Contact ids of the batch's customers, creating those seen for the first time (with their events).</summary>
+    private async Task<Dictionary<string, Guid>> EnsureCustomersAsync(NpgsqlConnection conn, NpgsqlTransaction tx, string[] customers, CancellationToken ct)
+    {
+        if (customers.Length == 0) return new Dictionary<string, Guid>(StringComparer.Ordinal);
+        var rows = (await conn.QueryAsync<(string ExternalId, Guid ContactId, bool Created)>(new CommandDefinition("""
             WITH created AS (
                 INSERT INTO contacts (tenant_id, contact_id, external_id, suppressed)
-                SELECT @tenant, gen_random_uuid(), c.customer_id, EXISTS (
+                SELECT @tenant, gen_random_uuid(), c, EXISTS (
                     SELECT 1 FROM suppressions s WHERE s.tenant_id = @tenant
-                      AND s.value_hash = sha256(convert_to(@tenant || E'\n' || 'external_id' || E'\n' || c.customer_id, 'UTF8')))
-                FROM (SELECT DISTINCT customer_id FROM import_lines WHERE customer_id IS NOT NULL) c
+                      AND s.value_hash = sha256(convert_to(@tenant || E'\n' || 'external_id' || E'\n' || c, 'UTF8')))
+                FROM unnest(@customers) AS c
                 ON CONFLICT (tenant_id, external_id) DO NOTHING
                 RETURNING contact_id, external_id, suppressed, created_at),
             events AS (
@@ -107,53 +215,15 @@ public sealed class TransactionImport
                 SELECT @contactType, jsonb_build_object('tenantId', @tenant, 'contactId', contact_id, 'externalId', external_id,
                     'tags', '[]'::jsonb, 'attributesJson', '{}', 'suppressed', suppressed, 'occurredAt', created_at)
                 FROM created)
-            SELECT count(*) FROM created
-            """, p, tx, commandTimeout: 0, cancellationToken: ct));
-
-        // Orders not recorded before; the first row of an order decides its customer, time and currency.
-        await conn.ExecuteAsync(new CommandDefinition("""
-            CREATE TEMP TABLE new_orders ON COMMIT DROP AS
-            WITH agg AS (
-                SELECT DISTINCT ON (order_id) order_id, customer_id, occurred_at, utc_offset, currency, status
-                FROM import_lines ORDER BY order_id, line_no),
-            totals AS (
-                SELECT order_id, sum(quantity * unit_price) AS total FROM import_lines GROUP BY order_id),
-            inserted AS (
-                INSERT INTO orders (tenant_id, order_id, contact_id, occurred_at, utc_offset_minutes, currency, total, status)
-                SELECT @tenant, a.order_id, c.contact_id, a.occurred_at, a.utc_offset, a.currency, t.total, a.status
-                FROM agg a JOIN totals t USING (order_id)
-                LEFT JOIN contacts c ON c.tenant_id = @tenant AND c.external_id = a.customer_id
-                ON CONFLICT (tenant_id, order_id) DO NOTHING
-                RETURNING order_id, contact_id, occurred_at, currency, total, status)
-            SELECT * FROM inserted
-            """, p, tx, commandTimeout: 0, cancellationToken: ct));
-        await conn.ExecuteAsync(new CommandDefinition("""
-            INSERT INTO order_lines (tenant_id, order_id, line_no, sku, name, category, quantity, unit_price)
-            SELECT @tenant, l.order_id, row_number() OVER (PARTITION BY l.order_id ORDER BY l.line_no),
-                   l.sku, l.name, l.category, l.quantity, l.unit_price
-            FROM import_lines l JOIN new_orders n USING (order_id)
-            """, p, tx, commandTimeout: 0, cancellationToken: ct));
-        // TransactionsRecorded, batched: what projections need (who, when, how much, which skus and categories).
-        var ordersCreated = await conn.ExecuteScalarAsync<long>(new CommandDefinition("""
-            WITH items AS (
-                SELECT l.order_id, jsonb_agg(DISTINCT l.sku) AS skus,
-                       coalesce(jsonb_agg(DISTINCT l.category) FILTER (WHERE l.category IS NOT NULL), '[]') AS categories
-                FROM import_lines l JOIN new_orders n USING (order_id) GROUP BY l.order_id),
-            docs AS (
-                SELECT (row_number() OVER (ORDER BY n.order_id) - 1) / @batch AS grp,
-                       jsonb_build_object('contactId', n.contact_id, 'orderId', n.order_id, 'occurredAt', n.occurred_at,
-                           'currency', n.currency, 'total', n.total, 'status', n.status,
-                           'skus', i.skus, 'categories', i.categories) AS doc
-                FROM new_orders n JOIN items i USING (order_id)),
-            events AS (
-                INSERT INTO outbox_messages (message_type, payload)
-                SELECT @ordersType, jsonb_build_object('tenantId', @tenant, 'orders', jsonb_agg(doc)) FROM docs GROUP BY grp)
-            SELECT count(*) FROM new_orders
-            """, p, tx, commandTimeout: 0, cancellationToken: ct));
-
-        await _run.CompleteAsync(conn, tx, contactsCreated, 0, ordersCreated);
-        await tx.CommitAsync(ct);
-        return (ordersCreated, contactsCreated);
+            SELECT external_id, contact_id, true FROM created
+            UNION ALL
+            SELECT u.external_id, c.contact_id, false
+            FROM unnest(@customers) AS u(external_id)
+            CROSS JOIN LATERAL (
+                SELECT contact_id FROM contacts WHERE tenant_id = @tenant AND external_id = u.external_id LIMIT 1) c
+            """, new { tenant = _run.Tenant, customers, contactType = Outbox.TypeName<ContactUpserted>() }, tx, cancellationToken: ct))).AsList();
+        _contactsCreated += rows.Count(r => r.Created);
+        return rows.ToDictionary(r => r.ExternalId, r => r.ContactId, StringComparer.Ordinal);
     }
 
     private void MapColumns(ColumnMap map)
@@ -173,33 +243,38 @@ public sealed class TransactionImport
         v.ThrowIfInvalid();
     }
 
-    private ParsedLine? Parse(List<string> row, long lineNo)
+    private ParsedRow? Parse(CsvReader csv)
     {
-        var orderId = row[_iOrder];
-        if (orderId.Length == 0) return Reject(lineNo, _m.OrderId, "the order id is empty");
-        if (orderId.Length > 256) return Reject(lineNo, _m.OrderId, "the order id is longer than 256 characters");
-        var sku = row[_iSku];
-        if (sku.Length == 0) return Reject(lineNo, _m.Sku, "the sku is empty");
-        if (!Decimals.TryParse(row[_iQty], out var qty)) return Reject(lineNo, _m.Quantity, $"'{row[_iQty]}' is not a decimal number");
-        if (!Decimals.TryParse(row[_iPrice], out var price)) return Reject(lineNo, _m.UnitPrice, $"'{row[_iPrice]}' is not a decimal number");
-        if (price < 0) return Reject(lineNo, _m.UnitPrice, $"the unit price {row[_iPrice]} is negative");
-        if (!TryParseTime(row[_iAt], out var at)) return Reject(lineNo, _m.OccurredAt, $"'{row[_iAt]}' is not a time in the format {(_m.DateFormat.Length > 0 ? _m.DateFormat : "ISO 8601")}");
+        var lineNo = csv.Line;
+        var orderBytes = csv.Span(_iOrder);
+        if (orderBytes.IsEmpty) return Reject(lineNo, _m.OrderId, "the order id is empty");
+        if (orderBytes.Length > 256) return Reject(lineNo, _m.OrderId, "the order id is longer than 256 characters");
+        var orderId = _orderIds.Get(orderBytes);
+        if (csv.Span(_iSku).IsEmpty) return Reject(lineNo, _m.Sku, "the sku is empty");
+        if (!System.Text.Unicode.Utf8.IsValid(csv.Span(_iSku))) return Reject(lineNo, _m.Sku, "the text is not valid UTF-8");
+        if (_iName >= 0 && !System.Text.Unicode.Utf8.IsValid(csv.Span(_iName))) return Reject(lineNo, _m.Name, "the text is not valid UTF-8");
+        if (_iCategory >= 0 && !System.Text.Unicode.Utf8.IsValid(csv.Span(_iCategory))) return Reject(lineNo, _m.Category, "the text is not valid UTF-8");
+        if (!TryDecimal(csv.Span(_iQty), out var qty)) return Reject(lineNo, _m.Quantity, $"'{csv.String(_iQty)}' is not a decimal number");
+        if (!TryDecimal(csv.Span(_iPrice), out var price)) return Reject(lineNo, _m.UnitPrice, $"'{csv.String(_iPrice)}' is not a decimal number");
+        if (price < 0) return Reject(lineNo, _m.UnitPrice, $"the unit price {csv.String(_iPrice)} is negative");
+        var timeRaw = _times.Get(csv.Span(_iAt));
+        if (!TryParseTime(timeRaw, out var at))
+            return Reject(lineNo, _m.OccurredAt, $"'{timeRaw}' is not a time in the format {(_m.DateFormat.Length > 0 ? _m.DateFormat : "ISO 8601")}");
 
-        var currency = _iCurrency >= 0 ? row[_iCurrency].ToUpperInvariant() : _m.FixedCurrency.ToUpperInvariant();
-        if (currency.Length == 0) currency = _m.FixedCurrency.ToUpperInvariant();
+        var currency = _iCurrency >= 0 && !csv.Span(_iCurrency).IsEmpty ? _currencies.Get(csv.Span(_iCurrency)) : _fixedCurrency;
         if (!IsCurrency(currency)) return Reject(lineNo, _m.Currency, $"'{currency}' is not an ISO 4217 currency code");
 
         string status;
-        if (_iStatus >= 0 && row[_iStatus].Length > 0)
+        if (_iStatus >= 0 && !csv.Span(_iStatus).IsEmpty)
         {
-            status = row[_iStatus].ToLowerInvariant() switch
+            status = csv.String(_iStatus).ToLowerInvariant() switch
             {
                 "completed" or "complete" or "paid" => "completed",
                 "cancelled" or "canceled" => "cancelled",
                 "refunded" or "returned" => "refunded",
                 _ => "",
             };
-            if (status.Length == 0) return Reject(lineNo, _m.Status, $"'{row[_iStatus]}' is not completed, cancelled or refunded");
+            if (status.Length == 0) return Reject(lineNo, _m.Status, $"'{csv.String(_iStatus)}' is not completed, cancelled or refunded");
         }
         else
         {
@@ -207,49 +282,56 @@ public sealed class TransactionImport
         }
 
         string? customer = null;
-        if (_iCustomer >= 0 && row[_iCustomer].Length > 0)
+        if (_iCustomer >= 0 && !csv.Span(_iCustomer).IsEmpty)
         {
-            customer = ContactFields.NormaliseExternalId(row[_iCustomer]);
+            customer = _customers.Get(csv.Span(_iCustomer));
             if (customer.Length > 256) return Reject(lineNo, _m.CustomerId, "the customer id is longer than 256 characters");
         }
-        return new ParsedLine(orderId, customer, at.Utc, at.Offset, currency, sku,
-            _iName >= 0 && row[_iName].Length > 0 ? row[_iName] : null,
-            _iCategory >= 0 && row[_iCategory].Length > 0 ? row[_iCategory] : null,
-            qty, price, status);
+        return new ParsedRow(orderId, customer, at, currency, status, qty, price);
     }
 
-    private ParsedLine? Reject(long line, string column, string reason)
+    private ParsedRow? Reject(long line, string column, string reason)
     {
         _run.Reject(line, column, reason);
         return null;
     }
 
-    /// <summary>Local times are read in the mapping's (else the workspace's) zone; rows of one order repeat the same text, so the last result is reused.</summary>
+    private static bool TryDecimal(ReadOnlySpan<byte> s, out decimal value)
+    {
+        if (Utf8Parser.TryParse(s, out value, out var consumed) && consumed == s.Length) return true;
+        // Slow path for what Utf8Parser does not take (a leading '+', surrounding spaces).
+        return Decimals.TryParse(System.Text.Encoding.UTF8.GetString(s), out value);
+    }
+
+    /// <summary>Local times are read in the mapping's (else the workspace's) zone; rows of one order repeat the same text.</summary>
     private bool TryParseTime(string raw, out (DateTime Utc, int Offset) at)
     {
-        if (raw == _lastAtRaw && _lastAt is { } cached)
+        if (ReferenceEquals(raw, _lastTimeRaw))
         {
-            at = cached;
+            at = _lastTime;
             return true;
         }
         at = default;
         if (_m.DateFormat.Length == 0)
         {
-            if (!DateTime.TryParse(raw, CultureInfo.InvariantCulture, DateTimeStyles.RoundtripKind, out var parsed)) return false;
-            if (parsed.Kind == DateTimeKind.Unspecified && !FromLocal(parsed, out at)) return false;
-            if (parsed.Kind != DateTimeKind.Unspecified)
+            // ISO 8601: with an offset ("Z", "+09:00") it says its own zone; without one it is local.
+            var hasOffset = raw.Length > 10 && (raw.EndsWith('Z') || raw.IndexOf('+', 10) > 0 || raw.IndexOf('-', 10) > 0);
+            if (hasOffset)
             {
-                var dto = DateTimeOffset.Parse(raw, CultureInfo.InvariantCulture);
+                if (!DateTimeOffset.TryParse(raw, CultureInfo.InvariantCulture, DateTimeStyles.None, out var dto)) return false;
                 at = (dto.UtcDateTime, (int)dto.Offset.TotalMinutes);
             }
+            else if (!DateTime.TryParse(raw, CultureInfo.InvariantCulture, DateTimeStyles.None, out var local) || !FromLocal(local, out at))
+            {
+                return false;
+            }
         }
-        else
+        else if (!DateTime.TryParseExact(raw, _m.DateFormat, CultureInfo.InvariantCulture, DateTimeStyles.None, out var local) || !FromLocal(local, out at))
         {
-            if (!DateTime.TryParseExact(raw, _m.DateFormat, CultureInfo.InvariantCulture, DateTimeStyles.None, out var local)) return false;
-            if (!FromLocal(local, out at)) return false;
+            return false;
         }
-        _lastAtRaw = raw;
-        _lastAt = at;
+        _lastTimeRaw = raw;
+        _lastTime = at;
         return true;
     }
 
@@ -257,17 +339,168 @@ public sealed class TransactionImport
     {
         at = default;
         local = DateTime.SpecifyKind(local, DateTimeKind.Unspecified);
-        if (_zone.IsInvalidTime(local)) return false; // a time skipped by a daylight-saving change
+        if (_zone.IsInvalidTime(local)) return false; // skipped by a daylight-saving change
         var utc = TimeZoneInfo.ConvertTimeToUtc(local, _zone);
         at = (utc, (int)_zone.GetUtcOffset(utc).TotalMinutes);
         return true;
     }
 
-    private static bool IsCurrency(string c) => c.Length == 3 && c.All(char.IsAsciiLetterUpper);
+    private static bool IsCurrency(string c) => c.Length == 3 && char.IsAsciiLetterUpper(c[0]) && char.IsAsciiLetterUpper(c[1]) && char.IsAsciiLetterUpper(c[2]);
 
-    private static Task WriteNullableAsync(NpgsqlBinaryImporter copy, string? value, CancellationToken ct) =>
-        value is null ? copy.WriteNullAsync(ct) : copy.WriteAsync(value, NpgsqlDbType.Text, ct);
+    private static void WriteNullable(NpgsqlBinaryImporter copy, string? value)
+    {
+        if (value is null) copy.WriteNull();
+        else copy.Write(value, NpgsqlDbType.Text);
+    }
 
-    private sealed record ParsedLine(string OrderId, string? CustomerId, DateTime OccurredAt, int Offset, string Currency,
-        string Sku, string? Name, string? Category, decimal Quantity, decimal UnitPrice, string Status);
+    /// <summary>A valid row: the order facts a new fragment takes from its first row, and the item's amounts.</summary>
+    private readonly record struct ParsedRow(string OrderId, string? CustomerId, (DateTime Utc, int Offset) At, string Currency, string Status,
+        decimal Quantity, decimal UnitPrice);
+
+    /// <summary>
+    /// Up to <see cref="BatchRows"/> rows on their way to the database. The items of all its
+    /// fragments are written as JSON into one arena (fragments keep offsets), so a batch is a few
+    /// large arrays rather than a million small objects for the garbage collector to move.
+    /// </summary>
+    private sealed class Batch
+    {
+        private readonly ArrayBufferWriter<byte> _arena = new(BatchRows * 96);
+        private readonly List<(int Start, int Length)> _skus = new(BatchRows);
+        private readonly List<(int Start, int Length)> _categories = [];
+
+        public int Rows { get; set; }
+        public List<Fragment> Fragments { get; } = [];
+
+        public Fragment StartFragment(string orderId, string? customerId, DateTime occurredAt, int offset, string currency, string status)
+        {
+            var f = new Fragment(orderId, customerId, occurredAt, offset, currency, status, _arena.WrittenCount, _skus.Count, _categories.Count);
+            Fragments.Add(f);
+            return f;
+        }
+
+        /// <summary>Appends an item of the current fragment (the last one started).</summary>
+        public void AddLine(Fragment f, ReadOnlySpan<byte> sku, ReadOnlySpan<byte> name, ReadOnlySpan<byte> category, decimal quantity, decimal unitPrice)
+        {
+            if (f.JsonLength > 0) _arena.Write(","u8);
+            _arena.Write("{\"sku\":"u8);
+            var skuStart = _arena.WrittenCount + 1;
+            Utf8Writers.JsonString(_arena, sku);
+            var skuLength = _arena.WrittenCount - 1 - skuStart;
+            _arena.Write(",\"name\":"u8);
+            if (name.IsEmpty) _arena.Write("null"u8); else Utf8Writers.JsonString(_arena, name);
+            _arena.Write(",\"category\":"u8);
+            var categoryStart = _arena.WrittenCount + 1;
+            if (category.IsEmpty) _arena.Write("null"u8); else Utf8Writers.JsonString(_arena, category);
+            var categoryLength = _arena.WrittenCount - 1 - categoryStart;
+            _arena.Write(",\"quantity\":"u8);
+            Utf8Writers.Number(_arena, quantity);
+            _arena.Write(",\"unit_price\":"u8);
+            Utf8Writers.Number(_arena, unitPrice);
+            _arena.Write("}"u8);
+            f.JsonLength = _arena.WrittenCount - f.JsonStart;
+            f.Total += quantity * unitPrice;
+            if (!Contains(_skus, f.SkuStart, skuStart, skuLength)) _skus.Add((skuStart, skuLength));
+            f.SkuCount = _skus.Count - f.SkuStart;
+            if (!category.IsEmpty && !Contains(_categories, f.CategoryStart, categoryStart, categoryLength)) _categories.Add((categoryStart, categoryLength));
+            f.CategoryCount = _categories.Count - f.CategoryStart;
+        }
+
+        /// <summary>The items of a fragment and of the later runs appended to it, as one JSON array.</summary>
+        public void WriteLinesJson(PgBinaryCopy copy, Fragment f)
+        {
+            var length = 1;
+            for (var run = f; run is not null; run = run.Next) length += run.JsonLength + 1;
+            copy.Json(length, "["u8);
+            for (var run = f; run is not null; run = run.Next)
+            {
+                copy.Append(_arena.WrittenSpan.Slice(run.JsonStart, run.JsonLength));
+                copy.Append(run.Next is null ? "]"u8 : ","u8);
+            }
+        }
+
+        public string LinesJsonString(Fragment f)
+        {
+            var parts = new List<string>();
+            for (var run = f; run is not null; run = run.Next)
+                parts.Add(Encoding.UTF8.GetString(_arena.WrittenSpan.Slice(run.JsonStart, run.JsonLength)));
+            return "[" + string.Join(",", parts) + "]";
+        }
+
+        /// <summary>What projections need: who, when, how much, which skus and categories (JSON-escaped text is decoded back).</summary>
+        public RecordedOrder ToEvent(Fragment f, Guid? contactId, decimal total)
+        {
+            var skus = new HashSet<string>(StringComparer.Ordinal);
+            var categories = new HashSet<string>(StringComparer.Ordinal);
+            for (var run = f; run is not null; run = run.Next)
+            {
+                for (var i = 0; i < run.SkuCount; i++) skus.Add(Decode(_skus[run.SkuStart + i]));
+                for (var i = 0; i < run.CategoryCount; i++) categories.Add(Decode(_categories[run.CategoryStart + i]));
+            }
+            return new RecordedOrder(contactId, f.OrderId, new DateTimeOffset(f.OccurredAt, TimeSpan.Zero), f.Currency, total, f.Status,
+                [.. skus], [.. categories]);
+        }
+
+        private string Decode((int Start, int Length) r) =>
+            System.Text.Json.JsonSerializer.Deserialize<string>(_arena.WrittenSpan.Slice(r.Start - 1, r.Length + 2))!;
+
+        private bool Contains(List<(int Start, int Length)> refs, int from, int start, int length)
+        {
+            var value = _arena.WrittenSpan.Slice(start, length);
+            for (var i = from; i < refs.Count; i++)
+                if (_arena.WrittenSpan.Slice(refs[i].Start, refs[i].Length).SequenceEqual(value)) return true;
+            return false;
+        }
+    }
+
+    /// <summary>A run of consecutive rows of one order: its first row's facts, its total, and where its items sit in the batch's arena.</summary>
+    private sealed class Fragment(string orderId, string? customerId, DateTime occurredAt, int offset, string currency, string status,
+        int jsonStart, int skuStart, int categoryStart)
+    {
+        public string OrderId { get; } = orderId;
+        public string? CustomerId { get; } = customerId;
+        public DateTime OccurredAt { get; } = occurredAt;
+        public int Offset { get; } = offset;
+        public string Currency { get; } = currency;
+        public string Status { get; } = status;
+        public decimal Total { get; set; }
+        public int JsonStart { get; } = jsonStart;
+        public int JsonLength { get; set; }
+        public int SkuStart { get; } = skuStart;
+        public int SkuCount { get; set; }
+        public int CategoryStart { get; } = categoryStart;
+        public int CategoryCount { get; set; }
+
+        /// <summary>A later run of the same order in the same batch (its rows were not consecutive in the file).</summary>
+        public Fragment? Next { get; private set; }
+
+        public void Append(Fragment later)
+        {
+            var last = this;
+            while (last.Next is not null) last = last.Next;
+            last.Next = later;
+            Total += later.Total;
+        }
+    }
+
+    /// <summary>
+    /// Returns the same string instance while the bytes repeat (rows of one order repeat its id,
+    /// customer and time), so each is decoded once and runs can be told apart by reference.
+    /// </summary>
+    private sealed class BytesCache(Func<string, string>? normalise = null)
+    {
+        private byte[] _bytes = new byte[64];
+        private int _length = -1;
+        private string _value = "";
+
+        public string Get(ReadOnlySpan<byte> bytes)
+        {
+            if (_length == bytes.Length && bytes.SequenceEqual(_bytes.AsSpan(0, _length))) return _value;
+            if (_bytes.Length < bytes.Length) _bytes = new byte[bytes.Length * 2];
+            bytes.CopyTo(_bytes);
+            _length = bytes.Length;
+            var s = System.Text.Encoding.UTF8.GetString(bytes);
+            _value = normalise is null ? s : normalise(s);
+            return _value;
+        }
+    }
 }

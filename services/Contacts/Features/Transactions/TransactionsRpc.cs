@@ -4,6 +4,7 @@ using Crm.BuildingBlocks.Errors;
 using Crm.BuildingBlocks.Outbox;
 using Crm.BuildingBlocks.Tenancy;
 using Crm.Contacts.Features.Contacts;
+using Crm.Contacts.Features.Transactions;
 using Crm.Contracts.Contacts;
 using Crm.Contacts.V1;
 using Dapper;
@@ -51,12 +52,12 @@ public sealed partial class ContactsGrpcService
         {
             // xmax = 0 tells a fresh insert from an update of the status of a known order.
             var inserted = await conn.QuerySingleOrDefaultAsync<bool?>("""
-                INSERT INTO orders (tenant_id, order_id, contact_id, occurred_at, utc_offset_minutes, currency, total, status)
-                VALUES (@tenant, @OrderId, @ContactId, @OccurredAt, @UtcOffsetMinutes, @Currency, @Total, @Status)
+                INSERT INTO orders (tenant_id, order_id, contact_id, occurred_at, utc_offset_minutes, currency, total, status, lines)
+                VALUES (@tenant, @OrderId, @ContactId, @OccurredAt, @UtcOffsetMinutes, @Currency, @Total, @Status, @lines::json)
                 ON CONFLICT (tenant_id, order_id) DO UPDATE SET status = excluded.status, status_changed_at = now()
                 WHERE orders.status IS DISTINCT FROM excluded.status
                 RETURNING (xmax = 0)
-                """, new { tenant, order.OrderId, order.ContactId, order.OccurredAt, order.UtcOffsetMinutes, order.Currency, order.Total, order.Status }, tx);
+                """, new { tenant, order.OrderId, order.ContactId, order.OccurredAt, order.UtcOffsetMinutes, order.Currency, order.Total, order.Status, lines = order.LinesJson() }, tx);
             if (inserted is null)
             {
                 response.Unchanged++;
@@ -65,21 +66,6 @@ public sealed partial class ContactsGrpcService
             if (inserted.Value)
             {
                 response.Recorded++;
-                await conn.ExecuteAsync("""
-                    INSERT INTO order_lines (tenant_id, order_id, line_no, sku, name, category, quantity, unit_price)
-                    SELECT @tenant, @orderId, l.n, l.sku, l.name, l.category, l.quantity, l.unit_price
-                    FROM unnest(@skus, @names, @categories, @quantities, @prices) WITH ORDINALITY
-                         AS l(sku, name, category, quantity, unit_price, n)
-                    """, new
-                {
-                    tenant,
-                    orderId = order.OrderId,
-                    skus = order.Lines.Select(l => l.Sku).ToArray(),
-                    names = order.Lines.Select(l => l.Name).ToArray(),
-                    categories = order.Lines.Select(l => l.Category).ToArray(),
-                    quantities = order.Lines.Select(l => l.Quantity).ToArray(),
-                    prices = order.Lines.Select(l => l.UnitPrice).ToArray(),
-                }, tx);
             }
             else
             {
@@ -114,7 +100,7 @@ public sealed partial class ContactsGrpcService
         await using var conn = await _db.OpenConnectionAsync(context.CancellationToken);
         var contactId = await ResolveAsync(conn, null, caller.TenantId, request.Contact, "contact");
         var rows = (await conn.QueryAsync<OrderRow>("""
-            SELECT order_id, contact_id, occurred_at, utc_offset_minutes, currency, total, status
+            SELECT order_id, contact_id, occurred_at, utc_offset_minutes, currency, total, status, lines::text AS lines
             FROM orders
             WHERE tenant_id = @tenant AND contact_id = @contactId
               AND (@beforeAt::timestamptz IS NULL OR (occurred_at, order_id) < (@beforeAt, @beforeId))
@@ -122,11 +108,6 @@ public sealed partial class ContactsGrpcService
             LIMIT @limit
             """, new { tenant = caller.TenantId, contactId, beforeAt, beforeId, limit = pageSize + 1 })).AsList();
         var page = rows.Take(pageSize).ToList();
-        var lines = (await conn.QueryAsync<LineRow>("""
-            SELECT order_id, line_no, sku, name, category, quantity, unit_price FROM order_lines
-            WHERE tenant_id = @tenant AND order_id = ANY(@ids) ORDER BY order_id, line_no
-            """, new { tenant = caller.TenantId, ids = page.Select(r => r.OrderId).ToArray() })).ToLookup(l => l.OrderId);
-
         var response = new ListTransactionsResponse();
         foreach (var r in page)
         {
@@ -140,14 +121,7 @@ public sealed partial class ContactsGrpcService
                 Total = r.Total.ToString(CultureInfo.InvariantCulture),
                 Status = Words.ToOrderStatus(r.Status),
             };
-            order.Lines.AddRange(lines[r.OrderId].Select(l => new LineItem
-            {
-                Sku = l.Sku,
-                Name = l.Name ?? "",
-                Category = l.Category ?? "",
-                Quantity = l.Quantity.ToString(CultureInfo.InvariantCulture),
-                UnitPrice = l.UnitPrice.ToString(CultureInfo.InvariantCulture),
-            }));
+            order.Lines.AddRange(OrderLinesJson.Read(r.Lines));
             response.Orders.Add(order);
         }
         if (rows.Count > pageSize)
@@ -206,7 +180,7 @@ public sealed partial class ContactsGrpcService
         await Outbox.EnqueueManyAsync(conn, tx, created.Select(c =>
             new ContactUpserted(tenant, c.ContactId, c.ExternalId, null, null, null, null, [], "{}", c.Suppressed, DateTimeOffset.UtcNow)));
         var all = await conn.QueryAsync<(string ExternalId, Guid ContactId)>(
-            "SELECT external_id, contact_id FROM contacts WHERE tenant_id = @tenant AND external_id = ANY(@externalIds)",
+            "SELECT c.external_id, c.contact_id FROM unnest(@externalIds) AS u(external_id) JOIN contacts c ON c.tenant_id = @tenant AND c.external_id = u.external_id",
             new { tenant, externalIds }, tx);
         return all.ToDictionary(r => r.ExternalId, r => r.ContactId, StringComparer.Ordinal);
     }
@@ -262,6 +236,18 @@ public sealed partial class ContactsGrpcService
         public decimal Total { get; set; }
         public string Status { get; set; } = "";
         public List<ParsedLine> Lines { get; } = [];
+
+        public string LinesJson()
+        {
+            var buffer = new System.Buffers.ArrayBufferWriter<byte>();
+            using (var w = new System.Text.Json.Utf8JsonWriter(buffer, OrderLinesJson.WriterOptions))
+            {
+                w.WriteStartArray();
+                foreach (var l in Lines) OrderLinesJson.WriteLine(w, l.Sku, l.Name, l.Category, l.Quantity, l.UnitPrice);
+                w.WriteEndArray();
+            }
+            return System.Text.Encoding.UTF8.GetString(buffer.WrittenSpan);
+        }
     }
 
     private sealed class ParsedLine
@@ -283,17 +269,7 @@ internal sealed class OrderRow
     public string Currency { get; set; } = "";
     public decimal Total { get; set; }
     public string Status { get; set; } = "";
-}
-
-internal sealed class LineRow
-{
-    public string OrderId { get; set; } = "";
-    public int LineNo { get; set; }
-    public string Sku { get; set; } = "";
-    public string? Name { get; set; }
-    public string? Category { get; set; }
-    public decimal Quantity { get; set; }
-    public decimal UnitPrice { get; set; }
+    public string Lines { get; set; } = "[]";
 }
 
 public static class Decimals

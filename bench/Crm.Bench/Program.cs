@@ -1,0 +1,8 @@
+using Crm.Bench;
+
+// make bench → `Crm.Bench all`; each benchmark prints one line: "bench <name>: <value> <unit>, <ratio>x of <baseline>".
+var which = args.Length > 0 ? args[0] : "all";
+var env = BenchEnvironment.FromEnvironment();
+if (which is "all" or "import") await ImportBench.RunAsync(env, rows: args.Length > 1 ? int.Parse(args[1], System.Globalization.CultureInfo.InvariantCulture) : 1_000_000);
+if (which == "csv-probe") await ParseProbe.RunAsync(args[1]);
+return 0;
