@@ -9,15 +9,24 @@ results=.local/test-results
 rm -rf "$results"
 mkdir -p "$results"
 
+# The chart check needs node and npm; a fresh Debian machine may have neither.
+if ! command -v npm >/dev/null 2>&1; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+fi
+
 if ! dotnet build Crm.Platform.sln -c Release -nologo -clp:ErrorsOnly; then
   echo "build failed"
   echo "0 passed, 1 failed"
   exit 1
 fi
 
-dotnet test Crm.Platform.sln -c Release --no-build -nologo \
-  --logger "trx" --logger "console;verbosity=minimal" --results-directory "$results"
-rc=$?
+# One run per test project, each with its own trx file (a shared name would let one overwrite another).
+rc=0
+for project in $(find tests -name '*.Tests.csproj' | sort); do
+  name=$(basename "$project" .csproj)
+  dotnet test "$project" -c Release --no-build -nologo \
+    --logger "trx;LogFileName=$name.trx" --logger "console;verbosity=minimal" --results-directory "$results" || rc=$?
+done
 
 passed=0
 failed=0
@@ -29,6 +38,9 @@ for trx in "$results"/*.trx; do
   passed=$((passed + ${p:-0}))
   failed=$((failed + ${f:-0}))
 done
+# The Helm chart: helm lint + template, every manifest validated against the Kubernetes schemas.
+if scripts/chart-check.sh; then passed=$((passed + 1)); else echo "chart check failed"; failed=$((failed + 1)); fi
+
 # A crashed test host reports no failures in its trx but a non-zero exit: count it.
 if [ "$rc" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; fi
 echo "$passed passed, $failed failed"

@@ -1,0 +1,282 @@
+{{/*
+Every service the chart can run and what its code needs. These are facts about the code, not
+settings, so they live here rather than in values.yaml: a new service gets a line here and a
+section in values.yaml, and every template picks it up.
+  postgres  owns a database: gets ConnectionStrings__Postgres and a migration hook Job
+  rabbitmq  ConnectionStrings__RabbitMq (MassTransit)
+  redis     ConnectionStrings__Redis
+*/}}
+{{- define "crm.catalog" -}}
+contacts:     { postgres: true,  rabbitmq: true,  redis: false }
+delivery:     { postgres: true,  rabbitmq: true,  redis: true }
+segmentation: { postgres: true,  rabbitmq: true,  redis: false }
+campaigns:    { postgres: true,  rabbitmq: true,  redis: false }
+gateway:      { postgres: false, rabbitmq: false, redis: false }
+{{- end }}
+
+{{- define "crm.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* The object name prefix. 42 characters leave room for "-segmentation-migrate": a Job's name
+     becomes a label value on its pods, and those stop at 63. */}}
+{{- define "crm.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 42 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 42 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 42 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "crm.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Selector labels never change after install (a Deployment's selector is immutable), so no version here. */}}
+{{- define "crm.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "crm.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+{{- with .component }}
+app.kubernetes.io/component: {{ . }}
+{{- end }}
+{{- end }}
+
+{{/* Call with (dict "root" $ "component" "contacts"); component may be left out for shared objects. */}}
+{{- define "crm.labels" -}}
+{{ include "crm.selectorLabels" . }}
+app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
+app.kubernetes.io/part-of: crm-platform
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+helm.sh/chart: {{ include "crm.chart" .root }}
+{{- end }}
+
+{{- define "crm.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "crm.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "crm.credentialsSecretName" -}}
+{{- include "crm.fullname" . }}-credentials
+{{- end }}
+
+{{/*
+Deep-merges .src into .dst in place: maps merge key by key, anything else replaces, including
+false, 0 and "". Hand-written because sprig's mergeOverwrite has changed how it treats those
+"empty" values between Helm versions, and `enabled: false` must always win.
+*/}}
+{{- define "crm.mergeInto" -}}
+{{- $dst := .dst }}
+{{- range $key, $value := .src }}
+{{- if and (kindIs "map" $value) (kindIs "map" (get $dst $key)) }}
+{{- include "crm.mergeInto" (dict "dst" (get $dst $key) "src" $value) }}
+{{- else }}
+{{- $_ := set $dst $key $value }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+The enabled services, each resolved once: a list of dicts with
+  name      contacts, delivery, ...
+  fullname  the object name, <release>-crm-platform-contacts
+  needs     its line of crm.catalog
+  values    its section merged over defaults
+  image     repository:tag
+Templates can only return strings, so the caller passes a dict and reads .services from it:
+  {{- $resolved := dict }}{{- include "crm.services" (dict "root" $ "out" $resolved) }}
+*/}}
+{{- define "crm.services" -}}
+{{- $root := .root }}
+{{- $services := list }}
+{{- range $name, $needs := include "crm.catalog" $root | fromYaml }}
+{{- $own := index $root.Values $name | default dict }}
+{{- if $own.enabled }}
+{{- $values := deepCopy $root.Values.defaults }}
+{{- include "crm.mergeInto" (dict "dst" $values "src" (deepCopy $own)) }}
+{{- $repository := printf "%s/%s" $root.Values.defaults.image.repository $name }}
+{{- with $own.image }}
+{{- with .repository }}
+{{- $repository = . }}
+{{- end }}
+{{- end }}
+{{- $image := printf "%s:%s" $repository (toString ($values.image.tag | default $root.Chart.AppVersion)) }}
+{{- $services = append $services (dict "name" $name "fullname" (printf "%s-%s" (include "crm.fullname" $root) $name) "needs" $needs "values" $values "image" $image) }}
+{{- end }}
+{{- end }}
+{{- $_ := set .out "services" $services }}
+{{- end }}
+
+{{/*
+The signing key the chart puts in its Secret: the configured one, else the one a previous
+release generated (read back with lookup, so upgrades keep it and tokens stay valid), else a new
+random one. Remembered in .Values for the rest of this render, so that every template that
+includes it (Secret, hook Secret, checksum) sees the same key.
+*/}}
+{{- define "crm.signingKey" -}}
+{{- $tenancy := .Values.tenancy }}
+{{- if not $tenancy.resolvedSigningKey }}
+{{- $key := $tenancy.signingKey }}
+{{- if not $key }}
+{{- $previous := lookup "v1" "Secret" .Release.Namespace (include "crm.credentialsSecretName" .) }}
+{{- $key = get (get $previous "data" | default dict) $tenancy.secretKey | default "" | b64dec }}
+{{- end }}
+{{- $key = $key | default (randAlphaNum 48) }}
+{{- if lt (len $key) 32 }}
+{{- fail "tenancy.signingKey must be at least 32 bytes (the services refuse a shorter HMAC key)" }}
+{{- end }}
+{{- $_ := set $tenancy "resolvedSigningKey" $key }}
+{{- end }}
+{{- $tenancy.resolvedSigningKey }}
+{{- end }}
+
+{{/*
+The chart-managed credentials as Secret data (key: base64), for the sections without an
+existingSecret and only what an enabled service needs.
+*/}}
+{{- define "crm.secretData" -}}
+{{- $root := . }}
+{{- $resolved := dict }}
+{{- include "crm.services" (dict "root" $root "out" $resolved) }}
+{{- $usesRabbitmq := false }}
+{{- $usesRedis := false }}
+{{- range $resolved.services }}
+{{- if and .needs.postgres (not $root.Values.postgres.existingSecret) }}
+{{- $key := required (printf "postgres.secretKeys.%s is required" .name) (get $root.Values.postgres.secretKeys .name) }}
+{{- $value := required (printf "postgres.connectionStrings.%s (or postgres.existingSecret) is required" .name) (get $root.Values.postgres.connectionStrings .name) }}
+{{ $key }}: {{ $value | b64enc }}
+{{- end }}
+{{- $usesRabbitmq = or $usesRabbitmq .needs.rabbitmq }}
+{{- $usesRedis = or $usesRedis .needs.redis }}
+{{- end }}
+{{- if and $usesRabbitmq (not $root.Values.rabbitmq.existingSecret) }}
+{{ $root.Values.rabbitmq.secretKey }}: {{ required "rabbitmq.uri (or rabbitmq.existingSecret) is required" $root.Values.rabbitmq.uri | b64enc }}
+{{- end }}
+{{- if and $usesRedis (not $root.Values.redis.existingSecret) }}
+{{ $root.Values.redis.secretKey }}: {{ required "redis.address (or redis.existingSecret) is required" $root.Values.redis.address | b64enc }}
+{{- end }}
+{{- if not $root.Values.tenancy.existingSecret }}
+{{ $root.Values.tenancy.secretKey }}: {{ include "crm.signingKey" $root | b64enc }}
+{{- end }}
+{{- end }}
+
+{{/*
+A service's environment. Call with (dict "root" $ "svc" <an item of crm.services> "secret" <name>):
+"secret" is the chart-managed Secret to read credentials from (the hook Job reads its own copy).
+Credentials first, then the chart's settings, then the user's env, so that the user's win.
+*/}}
+{{- define "crm.env" -}}
+{{- $root := .root }}
+{{- $svc := .svc }}
+{{- $v := $root.Values }}
+{{- if $svc.needs.postgres }}
+- name: ConnectionStrings__Postgres
+  valueFrom:
+    secretKeyRef:
+      name: {{ $v.postgres.existingSecret | default .secret }}
+      key: {{ get $v.postgres.secretKeys $svc.name }}
+{{- end }}
+{{- if $svc.needs.rabbitmq }}
+- name: ConnectionStrings__RabbitMq
+  valueFrom:
+    secretKeyRef:
+      name: {{ $v.rabbitmq.existingSecret | default .secret }}
+      key: {{ $v.rabbitmq.secretKey }}
+{{- end }}
+{{- if $svc.needs.redis }}
+- name: ConnectionStrings__Redis
+  valueFrom:
+    secretKeyRef:
+      name: {{ $v.redis.existingSecret | default .secret }}
+      key: {{ $v.redis.secretKey }}
+{{- end }}
+- name: Tenancy__SigningKey
+  valueFrom:
+    secretKeyRef:
+      name: {{ $v.tenancy.existingSecret | default .secret }}
+      key: {{ $v.tenancy.secretKey }}
+{{- if and $svc.needs.postgres $v.migrations.enabled }}
+- name: Database__MigrateOnStart
+  value: "false"
+{{- end }}
+{{- with $v.otel.endpoint }}
+- name: OTEL_EXPORTER_OTLP_ENDPOINT
+  value: {{ . | quote }}
+{{- end }}
+{{- if eq $svc.name "gateway" }}
+{{- /* The gateway's YARP clusters are named after the services, one destination each: their gRPC port. */}}
+{{- $resolved := dict }}
+{{- include "crm.services" (dict "root" $root "out" $resolved) }}
+{{- range $resolved.services }}
+{{- if ne .name "gateway" }}
+- name: ReverseProxy__Clusters__{{ .name }}__Destinations__{{ .name }}__Address
+  value: http://{{ .fullname }}:5101
+{{- end }}
+{{- end }}
+{{- end }}
+{{- range $name, $value := $svc.values.env }}
+- name: {{ $name }}
+  value: {{ $value | toString | quote }}
+{{- end }}
+{{- end }}
+
+{{/*
+What the Deployment's pods and the migration Job's pods share. Same call as crm.env, plus
+"hook" true for a hook Job: it runs before the chart's ServiceAccount exists, so it keeps the
+namespace's default one unless the account is not the chart's (serviceAccount.create=false).
+*/}}
+{{- define "crm.podCommon" -}}
+{{- $root := .root }}
+{{- $values := .svc.values }}
+{{- if not (and .hook $root.Values.serviceAccount.create) }}
+serviceAccountName: {{ include "crm.serviceAccountName" $root }}
+{{- end }}
+automountServiceAccountToken: false
+{{- /* ASP.NET reads every environment variable as configuration; the Docker-link style variables
+       for every Service in the namespace would only be noise there. */}}
+enableServiceLinks: false
+{{- with $root.Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+securityContext:
+  {{- toYaml $values.podSecurityContext | nindent 2 }}
+{{- with $values.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $values.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $values.affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+volumes:
+  - name: tmp
+    emptyDir:
+      sizeLimit: {{ $values.tmpSizeLimit }}
+{{- end }}
+
+{{/* The container fields both share, to be placed inside a container entry. Same call as crm.env. */}}
+{{- define "crm.containerCommon" -}}
+image: {{ .svc.image }}
+imagePullPolicy: {{ .svc.values.image.pullPolicy }}
+securityContext:
+  {{- toYaml .svc.values.securityContext | nindent 2 }}
+resources:
+  {{- toYaml .svc.values.resources | nindent 2 }}
+env:
+  {{- include "crm.env" . | trim | nindent 2 }}
+volumeMounts:
+  - name: tmp
+    mountPath: /tmp
+{{- end }}
