@@ -11,8 +11,9 @@ using Npgsql;
 namespace Crm.Bench;
 
 /// <summary>
-/// 1,000,000 line items (generated deterministically) imported through the gRPC import, against
-/// psql's \copy of the same file into a plain table on the same server in the same run.
+/// 1,000,000 line items (generated deterministically) imported through the gRPC import into a
+/// running service (warmed up by a 50,000-row import), against psql's \copy of the same file into
+/// a plain table on the same server in the same run.
 /// </summary>
 public static class ImportBench
 {
@@ -22,6 +23,8 @@ public static class ImportBench
     {
         var file = Path.Combine(env.WorkDir, $"line_items_{rows}.csv");
         if (!File.Exists(file)) Generate(file, rows);
+        var warmUpFile = Path.Combine(env.WorkDir, "line_items_warm_up.csv");
+        if (!File.Exists(warmUpFile)) Generate(warmUpFile, 50_000);
 
         // Baseline: psql \copy of the same file into a plain, unindexed table (best of two).
         var plain = await env.FreshDatabaseAsync("crm_bench_copy");
@@ -46,9 +49,11 @@ public static class ImportBench
         });
         using var channel = GrpcChannel.ForAddress(service.GrpcAddress);
         var client = new ContactsService.ContactsServiceClient(channel);
-        var token = new IdentityTokens(new TenancyOptions { SigningKey = SigningKey }).Issue("bench", [Scope.All], TimeSpan.FromHours(1));
-        var headers = new Metadata { { "authorization", "Bearer " + token } };
+        var tokens = new IdentityTokens(new TenancyOptions { SigningKey = SigningKey });
+        var headers = new Metadata { { "authorization", "Bearer " + tokens.Issue("bench", [Scope.All], TimeSpan.FromHours(1)) } };
         var baselineRss = service.PeakRssMiB();
+        // A service runs for days: measure it warm, after a small import (into another workspace) has JIT-compiled the path.
+        await ImportFileAsync(client, new Metadata { { "authorization", "Bearer " + tokens.Issue("bench-warm-up", [Scope.All], TimeSpan.FromHours(1)) } }, warmUpFile);
 
         var cpuBefore = service.CpuSeconds();
         var pgBefore = ServiceProcess.PostgresCpuSeconds();

@@ -4,6 +4,10 @@ namespace Crm.Contracts.Contacts;
 // Events carry the state consumers need for their projections; they are applied
 // last-writer-wins by OccurredAt, since at-least-once delivery may reorder them.
 
+/// <summary>
+/// A contact's profile was created or changed. A contact first seen in a purchase (no profile yet)
+/// is not announced by this event; it appears as the ContactId of <see cref="TransactionsRecorded"/>.
+/// </summary>
 public sealed record ContactUpserted(
     string TenantId,
     Guid ContactId,

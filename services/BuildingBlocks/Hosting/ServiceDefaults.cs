@@ -55,6 +55,7 @@ public static class ServiceDefaults
     {
         app.MapHealthChecks("/health/live", new HealthCheckOptions { Predicate = _ => false });
         app.MapHealthChecks("/health/ready", new HealthCheckOptions { Predicate = c => c.Tags.Contains(ReadyTag) });
+        app.MapGrpcReflectionService();
         return app;
     }
 

@@ -19,6 +19,8 @@ public static class GrpcExtensions
             o.MaxReceiveMessageSize = 16 * 1024 * 1024;
             o.EnableDetailedErrors = false;
         });
+        // Lets grpcurl and Postman discover the API (still behind the identity token).
+        services.AddGrpcReflection();
         return services;
     }
 }

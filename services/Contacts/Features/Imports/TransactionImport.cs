@@ -197,7 +197,11 @@ public sealed class TransactionImport
         await Outbox.EnqueueManyAsync(conn, tx, recorded.Chunk(OrdersPerEvent).Select(c => new TransactionsRecorded(_run.Tenant, c)));
     }
 
-    /// <summary>Contact ids of the batch's customers, creating those seen for the first time (with their events).</summary>
+    /// <summary>
+    /// Contact ids of the batch's customers, creating those seen for the first time. A contact known
+    /// only from purchases has no profile to announce: it reaches projections through the ContactId
+    /// of TransactionsRecorded, and ContactUpserted follows once a profile is upserted.
+    /// </summary>
     private async Task<Dictionary<string, Guid>> EnsureCustomersAsync(NpgsqlConnection conn, NpgsqlTransaction tx, string[] customers, CancellationToken ct)
     {
         if (customers.Length == 0) return new Dictionary<string, Guid>(StringComparer.Ordinal);
@@ -209,19 +213,14 @@ public sealed class TransactionImport
                       AND s.value_hash = sha256(convert_to(@tenant || E'\n' || 'external_id' || E'\n' || c, 'UTF8')))
                 FROM unnest(@customers) AS c
                 ON CONFLICT (tenant_id, external_id) DO NOTHING
-                RETURNING contact_id, external_id, suppressed, created_at),
-            events AS (
-                INSERT INTO outbox_messages (message_type, payload)
-                SELECT @contactType, jsonb_build_object('tenantId', @tenant, 'contactId', contact_id, 'externalId', external_id,
-                    'tags', '[]'::jsonb, 'attributesJson', '{}', 'suppressed', suppressed, 'occurredAt', created_at)
-                FROM created)
+                RETURNING contact_id, external_id)
             SELECT external_id, contact_id, true FROM created
             UNION ALL
             SELECT u.external_id, c.contact_id, false
             FROM unnest(@customers) AS u(external_id)
             CROSS JOIN LATERAL (
                 SELECT contact_id FROM contacts WHERE tenant_id = @tenant AND external_id = u.external_id LIMIT 1) c
-            """, new { tenant = _run.Tenant, customers, contactType = Outbox.TypeName<ContactUpserted>() }, tx, cancellationToken: ct))).AsList();
+            """, new { tenant = _run.Tenant, customers }, tx, cancellationToken: ct))).AsList();
         _contactsCreated += rows.Count(r => r.Created);
         return rows.ToDictionary(r => r.ExternalId, r => r.ContactId, StringComparer.Ordinal);
     }
@@ -440,8 +439,13 @@ public sealed class TransactionImport
                 [.. skus], [.. categories]);
         }
 
-        private string Decode((int Start, int Length) r) =>
-            System.Text.Json.JsonSerializer.Deserialize<string>(_arena.WrittenSpan.Slice(r.Start - 1, r.Length + 2))!;
+        private string Decode((int Start, int Length) r)
+        {
+            var escaped = _arena.WrittenSpan.Slice(r.Start, r.Length);
+            return escaped.IndexOf((byte)'\\') < 0
+                ? Encoding.UTF8.GetString(escaped)
+                : System.Text.Json.JsonSerializer.Deserialize<string>(_arena.WrittenSpan.Slice(r.Start - 1, r.Length + 2))!;
+        }
 
         private bool Contains(List<(int Start, int Length)> refs, int from, int start, int length)
         {

@@ -164,21 +164,19 @@ public sealed partial class ContactsGrpcService
         return summary;
     }
 
-    /// <summary>Contact ids for external ids, creating the contacts that do not exist yet (with their events).</summary>
+    /// <summary>Contact ids for external ids, creating the contacts that do not exist yet.</summary>
     private static async Task<Dictionary<string, Guid>> EnsureContactsAsync(NpgsqlConnection conn, NpgsqlTransaction tx, string tenant, string[] externalIds)
     {
         if (externalIds.Length == 0) return new Dictionary<string, Guid>(StringComparer.Ordinal);
-        var created = (await conn.QueryAsync<(Guid ContactId, string ExternalId, bool Suppressed)>("""
+        // A contact known only from purchases has no profile to announce; TransactionsRecorded carries its id.
+        await conn.ExecuteAsync("""
             INSERT INTO contacts (tenant_id, contact_id, external_id, suppressed)
             SELECT @tenant, gen_random_uuid(), e, EXISTS (
                 SELECT 1 FROM suppressions s WHERE s.tenant_id = @tenant
                   AND s.value_hash = sha256(convert_to(@tenant || E'\n' || 'external_id' || E'\n' || e, 'UTF8')))
             FROM unnest(@externalIds) AS e
             ON CONFLICT (tenant_id, external_id) DO NOTHING
-            RETURNING contact_id, external_id, suppressed
-            """, new { tenant, externalIds }, tx)).AsList();
-        await Outbox.EnqueueManyAsync(conn, tx, created.Select(c =>
-            new ContactUpserted(tenant, c.ContactId, c.ExternalId, null, null, null, null, [], "{}", c.Suppressed, DateTimeOffset.UtcNow)));
+            """, new { tenant, externalIds }, tx);
         var all = await conn.QueryAsync<(string ExternalId, Guid ContactId)>(
             "SELECT c.external_id, c.contact_id FROM unnest(@externalIds) AS u(external_id) JOIN contacts c ON c.tenant_id = @tenant AND c.external_id = u.external_id",
             new { tenant, externalIds }, tx);

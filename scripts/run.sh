@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# make run: servers up (scripts/infra.sh), databases created, services built and started,
+# the demo workspace filled, and how to call it printed. Ctrl-C stops the services.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source .local/infra.env
+mkdir -p .local/logs
+
+# One signing key per checkout, shared by the services and the local CLI (never a built-in default).
+[ -s .local/signing-key ] || head -c 48 /dev/urandom | base64 | tr -d '\n/+=' > .local/signing-key
+export CRM_SIGNING_KEY=$(cat .local/signing-key)
+
+pg_field() { sed -n "s/.*$1=\([^;]*\).*/\1/p" <<<"$CRM_POSTGRES"; }
+export PGHOST=$(pg_field Host) PGPORT=$(pg_field Port) PGUSER=$(pg_field Username) PGPASSWORD=$(pg_field Password)
+for db in crm_contacts; do
+  psql -d postgres -Atqc "SELECT 1 FROM pg_database WHERE datname = '$db'" | grep -q 1 || psql -d postgres -qc "CREATE DATABASE $db"
+done
+
+echo "building…"
+dotnet build Crm.Platform.sln -c Release -nologo -clp:ErrorsOnly >/dev/null
+
+pids=()
+stop() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; }
+trap stop EXIT INT TERM
+
+# start <name> <assembly dir> <grpc port> <http port> [env...]
+start() {
+  local name=$1 dir=$2 grpc=$3 http=$4; shift 4
+  env ASPNETCORE_ENVIRONMENT=Development \
+      Kestrel__Endpoints__Grpc__Url="http://127.0.0.1:$grpc" Kestrel__Endpoints__Http__Url="http://127.0.0.1:$http" \
+      Tenancy__SigningKey="$CRM_SIGNING_KEY" ConnectionStrings__RabbitMq="$CRM_RABBITMQ" "$@" \
+      dotnet "$dir" >".local/logs/$name.log" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 1 120); do
+    curl -sf "http://127.0.0.1:$http/health/ready" >/dev/null && { echo "$name ready: gRPC 127.0.0.1:$grpc, health http://127.0.0.1:$http/health/ready"; return; }
+    kill -0 "${pids[-1]}" 2>/dev/null || { echo "$name failed to start:"; tail -20 ".local/logs/$name.log"; exit 1; }
+    sleep 0.5
+  done
+  echo "$name did not become ready"; tail -20 ".local/logs/$name.log"; exit 1
+}
+
+start contacts services/Contacts/bin/Release/net10.0/Crm.Contacts.dll 5101 5100 \
+  ConnectionStrings__Postgres="$CRM_POSTGRES;Database=crm_contacts"
+
+crm() { dotnet tools/Crm.Cli/bin/Release/net10.0/crm.dll "$@"; }
+echo
+echo "== demo workspace =="
+crm demo --contacts http://127.0.0.1:5101
+
+cat <<MSG
+
+== call it ==
+  export CRM_SIGNING_KEY=$CRM_SIGNING_KEY
+  TOKEN=\$(dotnet tools/Crm.Cli/bin/Release/net10.0/crm.dll token --tenant demo)
+  grpcurl -plaintext -H "authorization: Bearer \$TOKEN" -d '{"contact":{"external_id":"C-1001"}}' \\
+    127.0.0.1:5101 crm.contacts.v1.ContactsService/GetContactSummary
+(logs in .local/logs; Ctrl-C stops the services, \`make down\` stops the servers)
+MSG
+wait
