@@ -1,5 +1,5 @@
 using System.Diagnostics;
-using Crm.Twilio;
+using Crm.Delivery.Channels.Sms;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Http;

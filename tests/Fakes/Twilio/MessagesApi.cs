@@ -3,7 +3,7 @@ using System.Diagnostics;
 using System.Net.Http.Headers;
 using System.Text;
 using System.Text.Json;
-using Crm.Sms;
+using Crm.Delivery.Channels.Sms;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
 
@@ -118,7 +118,7 @@ internal sealed class MessagesApi(
             Body = body,
             StatusCallback = form.StatusCallback,
             MediaUrls = media,
-            Segments = SmsSegments.Count(body),
+            Segments = SmsSegments.Count(body).Segments,
             DateCreated = DateTimeOffset.UtcNow,
             // A Messaging Service send starts as "accepted" (sender not chosen yet), a direct one as "queued".
             Status = string.IsNullOrEmpty(form.MessagingServiceSid) ? "queued" : "accepted",

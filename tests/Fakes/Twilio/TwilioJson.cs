@@ -64,7 +64,7 @@ internal sealed record MessageResource(
     // Twilio documents that a send through a Messaging Service always reports num_segments "0" in the
     // API response (segments are only known once a sender is chosen); a client must count them itself.
     private static string SegmentsReported(TwilioMessage m) =>
-        m.MessagingServiceSid is not null ? "0" : m.Segments.Segments.ToString(CultureInfo.InvariantCulture);
+        m.MessagingServiceSid is not null ? "0" : m.Segments.ToString(CultureInfo.InvariantCulture);
 }
 
 internal static class TwilioJson

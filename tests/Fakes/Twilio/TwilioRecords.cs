@@ -1,4 +1,4 @@
-using Crm.Sms;
+using Crm.Delivery.Channels.Sms;
 
 namespace Crm.Fakes.Twilio;
 
@@ -81,7 +81,7 @@ public sealed record TwilioMessage
     public required IReadOnlyList<string> MediaUrls { get; init; }
 
     /// <summary>What the body costs on the air (also when the API reported num_segments "0", see <see cref="FakeTwilioServer"/>).</summary>
-    public required SmsSegmentCount Segments { get; init; }
+    public required int Segments { get; init; }
 
     public required DateTimeOffset DateCreated { get; init; }
 

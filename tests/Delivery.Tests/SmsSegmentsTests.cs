@@ -1,6 +1,6 @@
-using Crm.Sms;
+using Crm.Delivery.Channels.Sms;
 
-namespace Crm.Fakes.Tests;
+namespace Crm.Delivery.Tests;
 
 public sealed class SmsSegmentsTests
 {

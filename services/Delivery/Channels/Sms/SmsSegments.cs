@@ -1,12 +1,13 @@
-// Standalone on purpose: this file depends on nothing but the BCL so the Delivery service can
-// compile the very same file (<Compile Include="../../tests/Fakes/Shared/SmsSegments.cs" Link=... />)
-// instead of keeping a second copy that could drift from what the Twilio fake reports.
-// Caveat: a project that references both Crm.Fakes and a service compiling this file sees two public
-// Crm.Sms.SmsSegments types (CS0433); such a project should use it through one of them only.
-namespace Crm.Sms;
+// The loopback Twilio fake compiles this same file (with CRM_FAKES, as internal types) so that what
+// the fake reports and what the service computes cannot drift apart.
+namespace Crm.Delivery.Channels.Sms;
 
 /// <summary>How an SMS body goes over the air.</summary>
+#if CRM_FAKES
+internal enum SmsEncoding
+#else
 public enum SmsEncoding
+#endif
 {
     /// <summary>GSM 03.38 7-bit default alphabet (+ extension table): 160 septets per single SMS.</summary>
     Gsm7,
@@ -21,10 +22,18 @@ public enum SmsEncoding
 /// Encoding units charged against the limits: GSM-7 septets (extension characters such as '€' count 2)
 /// or UTF-16 code units (characters outside the BMP, such as most emoji, count 2).
 /// </param>
+#if CRM_FAKES
+internal readonly record struct SmsSegmentCount(SmsEncoding Encoding, int Segments, int Characters);
+#else
 public readonly record struct SmsSegmentCount(SmsEncoding Encoding, int Segments, int Characters);
+#endif
 
 /// <summary>Counts SMS segments the way carriers (and Twilio's num_segments) do.</summary>
+#if CRM_FAKES
+internal static class SmsSegments
+#else
 public static class SmsSegments
+#endif
 {
     public const int Gsm7SingleLimit = 160;
     public const int Gsm7PartLimit = 153;   // 7 septets of each part go to the concatenation header (UDH)

@@ -1,10 +1,9 @@
-// Standalone on purpose: BCL only, so the Delivery service can compile this same file (a linked
-// <Compile Include=... Link=... />) to validate Twilio's status callbacks with exactly the algorithm
-// the fake uses to sign them. Same CS0433 caveat as SmsSegments.cs if a project sees both copies.
+// The loopback Twilio fake compiles this same file (with CRM_FAKES, as internal types) so that what
+// the fake reports and what the service computes cannot drift apart.
 using System.Security.Cryptography;
 using System.Text;
 
-namespace Crm.Twilio;
+namespace Crm.Delivery.Channels.Sms;
 
 /// <summary>
 /// The X-Twilio-Signature of a form-encoded webhook: base64(HMAC-SHA1(authToken, url + k1 + v1 + k2 + v2 ...))
@@ -21,7 +20,11 @@ namespace Crm.Twilio;
 /// default port inserted, because Twilio's back end is inconsistent about ports (all SDKs do this).</item>
 /// </list>
 /// </summary>
+#if CRM_FAKES
+internal static class TwilioSignature
+#else
 public static class TwilioSignature
+#endif
 {
     public const string HeaderName = "X-Twilio-Signature";
 

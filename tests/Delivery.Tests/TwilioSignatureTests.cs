@@ -1,7 +1,7 @@
 using System.Text.Json;
-using Crm.Twilio;
+using Crm.Delivery.Channels.Sms;
 
-namespace Crm.Fakes.Tests;
+namespace Crm.Delivery.Tests;
 
 /// <summary>
 /// TwilioSignature against the official SDKs' test vectors (data/twilio_signature_vectors.json, a copy of

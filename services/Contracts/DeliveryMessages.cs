@@ -1,0 +1,37 @@
+namespace Crm.Contracts.Delivery;
+
+// Commands to, and events of, the Delivery service.
+
+/// <summary>Send messages through the delivery pipeline; Campaigns fans out with batches of recipients.</summary>
+public sealed record DeliverMessage(string TenantId, IReadOnlyList<DeliveryRequest> Messages);
+
+/// <summary>One message. Channel: email, sms. Purpose: marketing, transactional. OnCap: suppress, defer.</summary>
+public sealed record DeliveryRequest(
+    string IdempotencyKey,
+    Guid ContactId,
+    string Channel,
+    string Purpose,
+    string? CampaignId = null,
+    string? Category = null,
+    string? Subject = null,
+    string? TextBody = null,
+    string? HtmlBody = null,
+    bool IgnoreCaps = false,
+    string OnCap = "suppress",
+    DateTimeOffset? ExpiresAt = null);
+
+public sealed record MessageSent(
+    string TenantId, Guid MessageId, Guid ContactId, string Channel, string? CampaignId,
+    string ProviderMessageId, int Segments, DateTimeOffset SentAt);
+
+public sealed record MessageFailed(
+    string TenantId, Guid MessageId, Guid ContactId, string Channel, string? CampaignId,
+    string Reason, DateTimeOffset FailedAt);
+
+public sealed record MessageSuppressed(
+    string TenantId, Guid MessageId, Guid ContactId, string Channel, string? CampaignId,
+    string Reason, string? RuleId, DateTimeOffset SuppressedAt);
+
+/// <summary>A provider said the address cannot take messages (Twilio 21610 unsubscribed, 21211 invalid, SMTP 550).</summary>
+public sealed record ChannelUnreachable(
+    string TenantId, Guid ContactId, string Channel, string Reason, DateTimeOffset OccurredAt);

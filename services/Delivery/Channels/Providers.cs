@@ -1,0 +1,63 @@
+namespace Crm.Delivery.Channels;
+
+/// <summary>A tenant's provider account as the senders need it: its settings and its decrypted secret.</summary>
+/// <param name="Settings">Twilio: account_sid, from or messaging_service_sid, base_url (defaults to https://api.twilio.com),
+/// status_callback_url. SMTP: host, port, from, from_name, username, secure (none, starttls, ssl).</param>
+/// <param name="Secret">Twilio auth token; SMTP password (may be null).</param>
+public sealed record ProviderAccountConfig(string AccountId, string Kind, IReadOnlyDictionary<string, string> Settings, string? Secret);
+
+public sealed record OutgoingSms(string To, string Body);
+
+/// <param name="Headers">Extra headers, e.g. List-Unsubscribe and List-Unsubscribe-Post for marketing email.</param>
+public sealed record OutgoingEmail(string To, string? ToName, string Subject, string? TextBody, string? HtmlBody, IReadOnlyDictionary<string, string> Headers);
+
+public enum SendOutcomeKind
+{
+    /// <summary>The provider accepted the message.</summary>
+    Sent,
+
+    /// <summary>Worth trying again later (429, 5xx, connection refused) after the sender's own retries ran out.</summary>
+    Transient,
+
+    /// <summary>Never worth retrying (invalid number, unsubscribed recipient, SMTP 5xx).</summary>
+    Permanent,
+
+    /// <summary>The request went out but no answer came back: the provider may have accepted it, so it is not retried.</summary>
+    Unconfirmed,
+}
+
+/// <param name="RecipientUnreachable">The address itself is bad or opted out at the provider (Twilio 21610/21211, SMTP 550 mailbox):
+/// Contacts is told so the channel is marked.</param>
+/// <param name="RetryAfter">For Transient: when the provider asked to be called again (Retry-After), if it said.</param>
+public sealed record SendOutcome(
+    SendOutcomeKind Kind,
+    string Reason,
+    string? ProviderMessageId = null,
+    int? ProviderErrorCode = null,
+    bool RecipientUnreachable = false,
+    TimeSpan? RetryAfter = null,
+    int Attempts = 1);
+
+public interface ISmsSender
+{
+    Task<SendOutcome> SendAsync(ProviderAccountConfig account, OutgoingSms sms, CancellationToken ct);
+}
+
+public interface IEmailSender
+{
+    Task<SendOutcome> SendAsync(ProviderAccountConfig account, OutgoingEmail email, CancellationToken ct);
+}
+
+/// <summary>Bounded exponential back-off with jitter for the senders' in-call retries.</summary>
+public sealed class RetryOptions
+{
+    public int MaxAttempts { get; set; } = 4;
+    public TimeSpan BaseDelay { get; set; } = TimeSpan.FromMilliseconds(200);
+    public TimeSpan MaxDelay { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>A Retry-After longer than this ends the in-call retries (the pipeline defers the message instead).</summary>
+    public TimeSpan MaxRetryAfter { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>Per-request timeout; a request that times out after being sent is Unconfirmed, not retried.</summary>
+    public TimeSpan RequestTimeout { get; set; } = TimeSpan.FromSeconds(10);
+}

@@ -1,0 +1,5 @@
+using Crm.BuildingBlocks.Hosting;
+using Crm.Delivery;
+
+var app = DeliveryModule.Build(args);
+return await app.RunOrMigrateAsync(args);
