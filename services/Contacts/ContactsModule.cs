@@ -4,6 +4,7 @@ using Crm.BuildingBlocks.Messaging;
 using Crm.BuildingBlocks.Tenancy;
 using Crm.Contacts.Features;
 using Crm.Contacts.Features.Workspaces;
+using MassTransit;
 
 namespace Crm.Contacts;
 
@@ -22,8 +23,9 @@ public static class ContactsModule
 
         var services = builder.Services;
         services.AddPostgres(builder.Configuration, new MigrationSource("contacts", typeof(ContactsModule).Assembly));
-        services.AddHostedService<MigrateOnStart>(); // before anything that touches the tables, such as the outbox relay
-        services.AddCrmMessaging(builder.Configuration);
+        services.AddMigrationsOnStart(); // before anything that touches the tables, such as the outbox relay
+        services.AddCrmMessaging(builder.Configuration, bus =>
+            bus.AddConsumer<Features.Channels.ChannelUnreachableConsumer, Features.Channels.ChannelUnreachableConsumerDefinition>());
         services.AddCrmGrpc(builder.Configuration);
         services.AddSingleton<Workspaces>();
 
@@ -32,14 +34,5 @@ public static class ContactsModule
         app.MapGrpcService<ContactsGrpcService>();
         app.MapGrpcService<WorkspaceGrpcService>();
         return app;
-    }
-
-    /// <summary>Applies migrations before the server accepts calls (the Helm hook also runs them with `migrate`).</summary>
-    private sealed class MigrateOnStart(Migrator migrator, IConfiguration configuration) : IHostedService
-    {
-        public Task StartAsync(CancellationToken cancellationToken) =>
-            configuration.GetValue("Database:MigrateOnStart", true) ? migrator.MigrateAsync(cancellationToken) : Task.CompletedTask;
-
-        public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
     }
 }

@@ -2,6 +2,19 @@ using Crm.BuildingBlocks.Data;
 using Crm.BuildingBlocks.Hosting;
 using Crm.BuildingBlocks.Messaging;
 using Crm.BuildingBlocks.Tenancy;
+using Crm.Delivery.Channels;
+using Crm.Delivery.Channels.Email;
+using Crm.Delivery.Channels.Sms;
+using Crm.Delivery.Features;
+using Crm.Delivery.Features.Messages;
+using Crm.Delivery.Features.Policies;
+using Crm.Delivery.Features.Projections;
+using Crm.Delivery.Pipeline;
+using Crm.Delivery.Security;
+using MassTransit;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Diagnostics.HealthChecks;
+using StackExchange.Redis;
 
 namespace Crm.Delivery;
 
@@ -18,12 +31,69 @@ public static class DeliveryModule
         builder.AddServiceDefaults(ServiceName);
 
         var services = builder.Services;
-        services.AddPostgres(builder.Configuration, new MigrationSource("delivery", typeof(DeliveryModule).Assembly));
-        services.AddCrmMessaging(builder.Configuration);
-        services.AddCrmGrpc(builder.Configuration);
+        var configuration = builder.Configuration;
+        var options = configuration.GetSection(DeliveryOptions.Section).Get<DeliveryOptions>() ?? new DeliveryOptions();
+        services.AddSingleton(options);
+        services.AddSingleton(new SecretBox(options.SecretKey));
+        services.TryAddSingleton(TimeProvider.System);
+
+        services.AddPostgres(configuration, new MigrationSource("delivery", typeof(DeliveryModule).Assembly));
+        services.AddMigrationsOnStart(); // before the outbox relay and the workers touch the tables
+        services.AddRedis(configuration);
+        services.AddCrmMessaging(configuration, bus =>
+        {
+            bus.AddConsumer<DeliverMessageConsumer, DeliverMessageConsumerDefinition>();
+            bus.AddConsumer<ContactUpsertedConsumer, ProjectionConsumerDefinition<ContactUpsertedConsumer>>();
+            bus.AddConsumer<ConsentChangedConsumer, ProjectionConsumerDefinition<ConsentChangedConsumer>>();
+            bus.AddConsumer<ContactErasedConsumer, ProjectionConsumerDefinition<ContactErasedConsumer>>();
+        });
+        services.AddCrmGrpc(configuration);
+
+        var retry = configuration.GetSection("Delivery:Retry").Get<RetryOptions>() ?? new RetryOptions();
+        services.AddSingleton(sp => new RetryPolicy(retry, time: sp.GetRequiredService<TimeProvider>()));
+        services.AddHttpClient<ISmsSender, TwilioSmsSender>();
+        services.AddSingleton<IEmailSender, SmtpEmailSender>();
+
+        services.AddSingleton<TenantPolicies>();
+        services.AddSingleton<FrequencyCaps>();
+        services.AddSingleton<ProviderThrottle>();
+        services.AddSingleton<MessageIntake>();
+        services.AddSingleton<DeliveryPipeline>();
+        services.AddSingleton<DeferredMessages>();
+        services.AddHostedService(sp => sp.GetRequiredService<DeferredMessages>());
 
         var app = builder.Build();
         app.MapServiceDefaults();
+        app.MapGrpcService<DeliveryGrpcService>();
         return app;
+    }
+
+    private static void AddRedis(this IServiceCollection services, IConfiguration configuration)
+    {
+        var connection = configuration.GetConnectionString("Redis");
+        if (string.IsNullOrWhiteSpace(connection)) throw new InvalidOperationException("ConnectionStrings:Redis is not configured.");
+        services.AddSingleton<IConnectionMultiplexer>(_ =>
+        {
+            var redisOptions = ConfigurationOptions.Parse(connection);
+            redisOptions.AbortOnConnectFail = false; // start, and become ready when Redis is
+            return ConnectionMultiplexer.Connect(redisOptions);
+        });
+        services.AddHealthChecks().AddCheck<RedisHealthCheck>("redis", tags: [ServiceDefaults.ReadyTag]);
+    }
+
+    private sealed class RedisHealthCheck(IConnectionMultiplexer redis) : IHealthCheck
+    {
+        public async Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default)
+        {
+            try
+            {
+                await redis.GetDatabase().PingAsync();
+                return HealthCheckResult.Healthy();
+            }
+            catch (RedisException ex)
+            {
+                return HealthCheckResult.Unhealthy("Redis is not reachable", ex);
+            }
+        }
     }
 }

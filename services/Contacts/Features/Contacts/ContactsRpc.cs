@@ -17,7 +17,7 @@ public sealed partial class ContactsGrpcService
 {
     private const string ContactColumns = """
         contact_id, external_id, name, email, phone, locale, time_zone, attributes::text AS attributes,
-        tags, suppressed, erased_at, created_at, updated_at
+        tags, suppressed, unreachable::text AS unreachable, erased_at, created_at, updated_at
         """;
 
     public override async Task<UpsertContactResponse> UpsertContact(UpsertContactRequest request, ServerCallContext context)
@@ -106,7 +106,11 @@ public sealed partial class ContactsGrpcService
                 next.Suppressed = existing.Suppressed || await IsSuppressedAsync(conn, tx, caller.TenantId, next);
                 await conn.ExecuteAsync("""
                     UPDATE contacts SET name = @Name, email = @Email, phone = @Phone, locale = @Locale, time_zone = @TimeZone,
-                        attributes = @Attributes::jsonb, tags = @Tags, suppressed = @Suppressed, updated_at = now()
+                        attributes = @Attributes::jsonb, tags = @Tags, suppressed = @Suppressed, updated_at = now(),
+                        -- a new address is worth trying again
+                        unreachable = unreachable
+                            - CASE WHEN phone IS DISTINCT FROM @Phone THEN 'sms' ELSE '' END
+                            - CASE WHEN email IS DISTINCT FROM @Email THEN 'email' ELSE '' END
                     WHERE tenant_id = @tenant AND contact_id = @ContactId
                     """, Params(caller.TenantId, next), tx);
             }
@@ -280,6 +284,7 @@ internal sealed class ContactRow
     public string Attributes { get; set; } = "{}";
     public string[] Tags { get; set; } = [];
     public bool Suppressed { get; set; }
+    public string Unreachable { get; set; } = "{}";
     public DateTime? ErasedAt { get; set; }
     public DateTime CreatedAt { get; set; }
     public DateTime UpdatedAt { get; set; }
@@ -307,6 +312,13 @@ internal sealed class ContactRow
         c.Tags.AddRange(Tags);
         foreach (var (key, node) in JsonNode.Parse(Attributes)!.AsObject())
             c.Attributes[key] = ContactFields.FromJson(node);
+        foreach (var (channel, node) in JsonNode.Parse(Unreachable)!.AsObject())
+            c.Unreachable.Add(new UnreachableChannel
+            {
+                Channel = Words.ToChannel(channel),
+                Reason = node?["reason"]?.GetValue<string>() ?? "",
+                Since = node?["since"] is JsonValue since && since.TryGetValue<DateTime>(out var at) ? Timestamps.Of(at.ToUniversalTime()) : null,
+            });
         return c;
     }
 }

@@ -60,8 +60,8 @@ CREATE TABLE provider_accounts (
     PRIMARY KEY (tenant_id, account_id)
 );
 
--- Every message, accepted once per idempotency key. Sent messages are the send ledger that
--- frequency caps are rebuilt from when Redis has lost them.
+-- Every message, accepted once per idempotency key. Messages holding a cap reservation are the
+-- send ledger that frequency caps are rebuilt from when Redis has lost them.
 CREATE TABLE messages (
     tenant_id           text        NOT NULL,
     message_id          uuid        NOT NULL,
@@ -88,13 +88,15 @@ CREATE TABLE messages (
     segments            int,
     provider_message_id text,
     sent_at             timestamptz,
+    cap_reserved_at     timestamptz,  -- counts against frequency caps from this time (cleared if not sent)
+    claimed_until       timestamptz,  -- a worker is processing it until then
     created_at          timestamptz NOT NULL,
     updated_at          timestamptz NOT NULL,
     PRIMARY KEY (tenant_id, message_id),
     UNIQUE (tenant_id, idempotency_key)
 );
 CREATE INDEX messages_due ON messages (not_before) WHERE status = 'deferred';
-CREATE INDEX messages_ledger ON messages (tenant_id, contact_id, sent_at) WHERE sent_at IS NOT NULL;
+CREATE INDEX messages_ledger ON messages (tenant_id, contact_id, cap_reserved_at) WHERE cap_reserved_at IS NOT NULL;
 CREATE INDEX messages_contact ON messages (tenant_id, contact_id, created_at DESC, message_id);
 CREATE INDEX messages_campaign ON messages (tenant_id, campaign_id, created_at DESC, message_id) WHERE campaign_id IS NOT NULL;
 

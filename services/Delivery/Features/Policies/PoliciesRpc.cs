@@ -1,0 +1,193 @@
+using System.Globalization;
+using System.Text.Json;
+using Crm.BuildingBlocks.Errors;
+using Crm.BuildingBlocks.Tenancy;
+using Crm.Delivery.V1;
+using Dapper;
+using Grpc.Core;
+
+namespace Crm.Delivery.Features;
+
+public sealed partial class DeliveryGrpcService
+{
+    private static readonly TimeSpan MinWindow = TimeSpan.FromMinutes(1);
+    private static readonly TimeSpan MaxWindow = TimeSpan.FromDays(30);
+
+    public override async Task<FrequencyCapRules> SetFrequencyCapRules(SetFrequencyCapRulesRequest request, ServerCallContext context)
+    {
+        var caller = context.Caller(Scope.DeliveryAdmin);
+        var v = new Validation();
+        for (var i = 0; i < request.Rules.Count; i++)
+        {
+            var r = request.Rules[i];
+            if (r.RuleId.Length is 0 or > 64) v.Add($"rules[{i}].rule_id", "is required (1 to 64 characters)");
+            if (r.Scope == CapScope.Unspecified) v.Add($"rules[{i}].scope", "is required");
+            if (r.Scope is CapScope.Channel && r.ScopeValue is not ("email" or "sms")) v.Add($"rules[{i}].scope_value", "must be email or sms for a channel rule");
+            if (r.Scope is CapScope.Category && r.ScopeValue.Length == 0) v.Add($"rules[{i}].scope_value", "names the campaign category");
+            if (r.Limit < 1) v.Add($"rules[{i}].limit", "must be at least 1");
+            var window = TimeSpan.FromSeconds(r.WindowSeconds);
+            if (window < MinWindow || window > MaxWindow) v.Add($"rules[{i}].window_seconds", "must be between one minute and 30 days");
+        }
+        if (request.Rules.Select(r => r.RuleId).Distinct().Count() != request.Rules.Count) v.Add("rules", "rule ids must be unique");
+        if (request.TransactionalHourlyLimit < 0) v.Add("transactional_hourly_limit", "must not be negative");
+        v.ThrowIfInvalid();
+
+        var tenant = caller.TenantId;
+        await using var conn = await _db.OpenConnectionAsync(context.CancellationToken);
+        await using var tx = await conn.BeginTransactionAsync(context.CancellationToken);
+        await conn.ExecuteAsync("DELETE FROM cap_rules WHERE tenant_id = @tenant", new { tenant }, tx);
+        foreach (var r in request.Rules)
+            await conn.ExecuteAsync("""
+                INSERT INTO cap_rules (tenant_id, rule_id, scope, scope_value, cap_limit, window_seconds)
+                VALUES (@tenant, @RuleId, @scope, @ScopeValue, @Limit, @WindowSeconds)
+                """, new { tenant, r.RuleId, scope = ScopeWord(r.Scope), r.ScopeValue, r.Limit, r.WindowSeconds }, tx);
+        await EnsureSettingsAsync(conn, tx, tenant);
+        await conn.ExecuteAsync("UPDATE delivery_settings SET transactional_hourly_limit = @limit WHERE tenant_id = @tenant",
+            new { tenant, limit = request.TransactionalHourlyLimit == 0 ? 20 : request.TransactionalHourlyLimit }, tx);
+        await tx.CommitAsync(context.CancellationToken);
+        _policies.Invalidate(tenant);
+        return await GetFrequencyCapRules(new GetFrequencyCapRulesRequest(), context);
+    }
+
+    public override async Task<FrequencyCapRules> GetFrequencyCapRules(GetFrequencyCapRulesRequest request, ServerCallContext context)
+    {
+        var caller = context.Caller(Scope.DeliveryRead);
+        var policy = await _policies.GetAsync(caller.TenantId, context.CancellationToken);
+        var result = new FrequencyCapRules { TransactionalHourlyLimit = policy.Settings.TransactionalHourlyLimit };
+        result.Rules.AddRange(policy.Rules.Select(r => new FrequencyCapRule
+        {
+            RuleId = r.RuleId, Scope = ScopeOf(r.Scope), ScopeValue = r.ScopeValue, Limit = r.Limit, WindowSeconds = (long)r.Window.TotalSeconds,
+        }));
+        return result;
+    }
+
+    public override async Task<QuietHours> SetQuietHours(SetQuietHoursRequest request, ServerCallContext context)
+    {
+        var caller = context.Caller(Scope.DeliveryAdmin);
+        var q = request.QuietHours ?? throw new InvalidArgumentException("quiet_hours", "is required");
+        var v = new Validation();
+        if (!TimeOnly.TryParseExact(q.Start, "HH:mm", CultureInfo.InvariantCulture, DateTimeStyles.None, out _)) v.Add("quiet_hours.start", "must be HH:mm, e.g. 21:00");
+        if (!TimeOnly.TryParseExact(q.End, "HH:mm", CultureInfo.InvariantCulture, DateTimeStyles.None, out _)) v.Add("quiet_hours.end", "must be HH:mm, e.g. 08:00");
+        if (q.TimeZone.Length > 0 && !TimeZoneInfo.TryFindSystemTimeZoneById(q.TimeZone, out _)) v.Add("quiet_hours.time_zone", $"'{q.TimeZone}' is not an IANA time zone");
+        v.ThrowIfInvalid();
+        await using var conn = await _db.OpenConnectionAsync(context.CancellationToken);
+        await EnsureSettingsAsync(conn, null, caller.TenantId);
+        await conn.ExecuteAsync("""
+            UPDATE delivery_settings SET quiet_enabled = @Enabled, quiet_start = @Start, quiet_end = @End,
+                time_zone = coalesce(nullif(@TimeZone, ''), time_zone)
+            WHERE tenant_id = @tenant
+            """, new { tenant = caller.TenantId, q.Enabled, q.Start, q.End, q.TimeZone });
+        _policies.Invalidate(caller.TenantId);
+        return await GetQuietHours(new GetQuietHoursRequest(), context);
+    }
+
+    public override async Task<QuietHours> GetQuietHours(GetQuietHoursRequest request, ServerCallContext context)
+    {
+        var caller = context.Caller(Scope.DeliveryRead);
+        var s = (await _policies.GetAsync(caller.TenantId, context.CancellationToken)).Settings;
+        return new QuietHours { Enabled = s.QuietEnabled, Start = s.QuietStart, End = s.QuietEnd, TimeZone = s.TimeZone };
+    }
+
+    public override async Task<SenderProfile> SetSenderProfile(SetSenderProfileRequest request, ServerCallContext context)
+    {
+        var caller = context.Caller(Scope.DeliveryAdmin);
+        var p = request.Profile ?? throw new InvalidArgumentException("profile", "is required");
+        var v = new Validation();
+        if (p.UnsubscribeUrl.Length > 0 && !p.UnsubscribeUrl.StartsWith("https://", StringComparison.Ordinal))
+            v.Add("profile.unsubscribe_url", "must be an https URL (RFC 8058 one-click unsubscribe)");
+        if (p.TimeZone.Length > 0 && !TimeZoneInfo.TryFindSystemTimeZoneById(p.TimeZone, out _)) v.Add("profile.time_zone", $"'{p.TimeZone}' is not an IANA time zone");
+        v.ThrowIfInvalid();
+        await using var conn = await _db.OpenConnectionAsync(context.CancellationToken);
+        await EnsureSettingsAsync(conn, null, caller.TenantId);
+        await conn.ExecuteAsync("""
+            UPDATE delivery_settings SET sender_name = @SenderName, opt_out_number = @OptOutNumber,
+                unsubscribe_url = @UnsubscribeUrl, unsubscribe_mailto = @UnsubscribeMailto,
+                time_zone = coalesce(nullif(@TimeZone, ''), time_zone)
+            WHERE tenant_id = @tenant
+            """, new { tenant = caller.TenantId, p.SenderName, p.OptOutNumber, p.UnsubscribeUrl, p.UnsubscribeMailto, p.TimeZone });
+        _policies.Invalidate(caller.TenantId);
+        return p;
+    }
+
+    public override async Task<ProviderAccount> UpsertProviderAccount(UpsertProviderAccountRequest request, ServerCallContext context)
+    {
+        var caller = context.Caller(Scope.DeliveryAdmin);
+        var a = request.Account ?? throw new InvalidArgumentException("account", "is required");
+        var v = new Validation();
+        if (a.AccountId.Length is 0 or > 64) v.Add("account.account_id", "is required (1 to 64 characters)");
+        if (a.Kind == ProviderKind.Unspecified) v.Add("account.kind", "is required");
+        if (a.Kind == ProviderKind.Noop && !_options.AllowNoopProvider) v.Add("account.kind", "noop accounts are not allowed on this deployment");
+        if (a.Kind == ProviderKind.Twilio && a.Channel != Channel.Sms) v.Add("account.channel", "a Twilio account sends SMS");
+        if (a.Kind == ProviderKind.Smtp && a.Channel != Channel.Email) v.Add("account.channel", "an SMTP account sends email");
+        if (a.MessagesPerSecond is <= 0 or > 10_000) v.Add("account.messages_per_second", "must be between 0 and 10000");
+        if (a.Kind == ProviderKind.Twilio && !a.Settings.ContainsKey("account_sid")) v.Add("account.settings", "account_sid is required");
+        if (a.Kind == ProviderKind.Twilio && !a.Settings.ContainsKey("from") && !a.Settings.ContainsKey("messaging_service_sid"))
+            v.Add("account.settings", "from or messaging_service_sid is required");
+        if (a.Kind == ProviderKind.Smtp && (!a.Settings.ContainsKey("host") || !a.Settings.ContainsKey("from"))) v.Add("account.settings", "host and from are required");
+        v.ThrowIfInvalid();
+
+        var tenant = caller.TenantId;
+        var channel = a.Channel == Channel.Sms ? "sms" : "email";
+        var kind = a.Kind switch { ProviderKind.Twilio => "twilio", ProviderKind.Smtp => "smtp", _ => Channels.NoopSender.Kind };
+        await using var conn = await _db.OpenConnectionAsync(context.CancellationToken);
+        await using var tx = await conn.BeginTransactionAsync(context.CancellationToken);
+        if (a.IsDefault)
+            await conn.ExecuteAsync("UPDATE provider_accounts SET is_default = false WHERE tenant_id = @tenant AND channel = @channel", new { tenant, channel }, tx);
+        await conn.ExecuteAsync("""
+            INSERT INTO provider_accounts (tenant_id, account_id, kind, channel, is_default, messages_per_second, settings, secret)
+            VALUES (@tenant, @AccountId, @kind, @channel, @IsDefault, @MessagesPerSecond, @settings::jsonb, @secret)
+            ON CONFLICT (tenant_id, account_id) DO UPDATE SET kind = excluded.kind, channel = excluded.channel,
+                is_default = excluded.is_default, messages_per_second = excluded.messages_per_second,
+                settings = excluded.settings, secret = coalesce(excluded.secret, provider_accounts.secret)
+            """, new
+        {
+            tenant, a.AccountId, kind, channel, a.IsDefault, a.MessagesPerSecond,
+            settings = JsonSerializer.Serialize(a.Settings.ToDictionary()),
+            secret = request.Secret.Length > 0 ? _secrets.Seal(request.Secret, $"{tenant}/{a.AccountId}") : null,
+        }, tx);
+        await tx.CommitAsync(context.CancellationToken);
+        _policies.Invalidate(tenant);
+        return (await ListProviderAccounts(new ListProviderAccountsRequest(), context)).Accounts.Single(x => x.AccountId == a.AccountId);
+    }
+
+    public override async Task<ListProviderAccountsResponse> ListProviderAccounts(ListProviderAccountsRequest request, ServerCallContext context)
+    {
+        var caller = context.Caller(Scope.DeliveryRead);
+        var policy = await _policies.GetAsync(caller.TenantId, context.CancellationToken);
+        var response = new ListProviderAccountsResponse();
+        foreach (var a in policy.Accounts)
+        {
+            var account = new ProviderAccount
+            {
+                AccountId = a.AccountId,
+                Kind = a.Kind switch { "twilio" => ProviderKind.Twilio, "smtp" => ProviderKind.Smtp, _ => ProviderKind.Noop },
+                Channel = a.Channel == "sms" ? Channel.Sms : Channel.Email,
+                IsDefault = a.IsDefault,
+                MessagesPerSecond = a.MessagesPerSecond,
+                HasSecret = a.Secret is not null, // never the secret itself
+            };
+            foreach (var (k, val) in JsonSerializer.Deserialize<Dictionary<string, string>>(a.Settings) ?? []) account.Settings[k] = val;
+            response.Accounts.Add(account);
+        }
+        return response;
+    }
+
+    private static Task EnsureSettingsAsync(Npgsql.NpgsqlConnection conn, Npgsql.NpgsqlTransaction? tx, string tenant) =>
+        conn.ExecuteAsync("INSERT INTO delivery_settings (tenant_id) VALUES (@tenant) ON CONFLICT DO NOTHING", new { tenant }, tx);
+
+    private static string ScopeWord(CapScope s) => s switch
+    {
+        CapScope.AllMarketing => "all_marketing",
+        CapScope.Channel => "channel",
+        CapScope.Category => "category",
+        _ => throw new ArgumentOutOfRangeException(nameof(s)),
+    };
+
+    private static CapScope ScopeOf(string s) => s switch
+    {
+        "all_marketing" => CapScope.AllMarketing,
+        "channel" => CapScope.Channel,
+        "category" => CapScope.Category,
+        _ => CapScope.Unspecified,
+    };
+}

@@ -1,0 +1,69 @@
+using Crm.Contracts.Contacts;
+using Dapper;
+using MassTransit;
+using Npgsql;
+
+namespace Crm.Delivery.Features.Projections;
+
+// Delivery's own copy of what it needs from Contacts: addresses, time zone, suppression and consent.
+// Events are applied last-writer-wins by their OccurredAt, so a redelivered or reordered event
+// changes nothing (no inbox table needed).
+
+public sealed class ContactUpsertedConsumer(NpgsqlDataSource db) : IConsumer<ContactUpserted>
+{
+    public async Task Consume(ConsumeContext<ContactUpserted> context)
+    {
+        var e = context.Message;
+        await using var conn = await db.OpenConnectionAsync(context.CancellationToken);
+        await conn.ExecuteAsync("""
+            INSERT INTO contact_channels (tenant_id, contact_id, email, phone, time_zone, suppressed, version_at)
+            VALUES (@TenantId, @ContactId, @Email, @Phone, @TimeZone, @Suppressed, @OccurredAt)
+            ON CONFLICT (tenant_id, contact_id) DO UPDATE SET
+                email = excluded.email, phone = excluded.phone, time_zone = excluded.time_zone,
+                suppressed = excluded.suppressed, version_at = excluded.version_at,
+                -- a new address is worth trying again
+                sms_unreachable = contact_channels.sms_unreachable AND contact_channels.phone IS NOT DISTINCT FROM excluded.phone,
+                email_unreachable = contact_channels.email_unreachable AND contact_channels.email IS NOT DISTINCT FROM excluded.email
+            WHERE contact_channels.version_at <= excluded.version_at AND NOT contact_channels.erased
+            """, new { e.TenantId, e.ContactId, e.Email, e.Phone, e.TimeZone, e.Suppressed, e.OccurredAt });
+    }
+}
+
+public sealed class ConsentChangedConsumer(NpgsqlDataSource db) : IConsumer<ConsentChanged>
+{
+    public async Task Consume(ConsumeContext<ConsentChanged> context)
+    {
+        var e = context.Message;
+        await using var conn = await db.OpenConnectionAsync(context.CancellationToken);
+        await conn.ExecuteAsync("""
+            INSERT INTO contact_consents (tenant_id, contact_id, channel, purpose, status, changed_at)
+            VALUES (@TenantId, @ContactId, @Channel, @Purpose, @Status, @OccurredAt)
+            ON CONFLICT (tenant_id, contact_id, channel, purpose) DO UPDATE SET status = excluded.status, changed_at = excluded.changed_at
+            WHERE contact_consents.changed_at <= excluded.changed_at
+            """, new { e.TenantId, e.ContactId, e.Channel, e.Purpose, e.Status, e.OccurredAt });
+    }
+}
+
+public sealed class ContactErasedConsumer(NpgsqlDataSource db) : IConsumer<ContactErased>
+{
+    public async Task Consume(ConsumeContext<ContactErased> context)
+    {
+        var e = context.Message;
+        await using var conn = await db.OpenConnectionAsync(context.CancellationToken);
+        await conn.ExecuteAsync("""
+            INSERT INTO contact_channels (tenant_id, contact_id, erased, suppressed, version_at)
+            VALUES (@TenantId, @ContactId, true, true, @OccurredAt)
+            ON CONFLICT (tenant_id, contact_id) DO UPDATE SET erased = true, suppressed = true,
+                email = NULL, phone = NULL, time_zone = NULL, version_at = greatest(contact_channels.version_at, excluded.version_at);
+            DELETE FROM contact_consents WHERE tenant_id = @TenantId AND contact_id = @ContactId;
+            """, new { e.TenantId, e.ContactId, e.OccurredAt });
+    }
+}
+
+/// <summary>Retries per consumer: a projection write that hits a transient database error is tried again.</summary>
+public sealed class ProjectionConsumerDefinition<T> : ConsumerDefinition<T> where T : class, IConsumer
+{
+    protected override void ConfigureConsumer(IReceiveEndpointConfigurator endpointConfigurator, IConsumerConfigurator<T> consumerConfigurator,
+        IRegistrationContext context) =>
+        endpointConfigurator.UseMessageRetry(r => r.Exponential(5, TimeSpan.FromMilliseconds(100), TimeSpan.FromSeconds(5), TimeSpan.FromMilliseconds(200)));
+}

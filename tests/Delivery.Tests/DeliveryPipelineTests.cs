@@ -1,0 +1,179 @@
+using Crm.Contracts.Delivery;
+using Crm.Delivery.Tests.Infrastructure;
+using Crm.Delivery.V1;
+using Crm.Fakes.Twilio;
+using Dapper;
+using Google.Protobuf.WellKnownTypes;
+using Npgsql;
+
+namespace Crm.Delivery.Tests;
+
+[Collection(DeliveryCollection.Name)]
+public sealed class DeliveryPipelineTests(DeliveryFixture fx)
+{
+    private static readonly (string, string, string) SmsMarketingIn = ("sms", "marketing", "opted_in");
+    private static readonly (string, string, string) SmsNightIn = ("sms", "marketing_night", "opted_in");
+
+    private static SendMessageRequest Sms(Guid contact, string key, Purpose purpose = Purpose.Marketing, string body = "봄 세일 20% 할인") => new()
+    {
+        IdempotencyKey = key, ContactId = contact.ToString(), Channel = Channel.Sms, Purpose = purpose, TextBody = body,
+    };
+
+    [Fact]
+    public async Task Should_send_marketing_sms_in_korean_advertising_form_once_per_idempotency_key()
+    {
+        var t = await fx.NewWorkspaceAsync();
+        var c = await fx.NewContactAsync(t, phone: "+821011112222", consents: [SmsMarketingIn, SmsNightIn]);
+        var first = await fx.Client.SendMessageAsync(Sms(c, "spring-1"), fx.As(t));
+        var again = await fx.Client.SendMessageAsync(Sms(c, "spring-1"), fx.As(t));
+
+        Assert.Equal(MessageStatus.Sent, first.Status);
+        Assert.Equal(first.MessageId, again.MessageId);
+        var sent = Assert.Single(fx.Twilio.Messages, m => m.To == "+821011112222");
+        Assert.StartsWith("(광고)데모상점", sent.Body);
+        Assert.EndsWith("무료수신거부 080-123-4567", sent.Body);
+        Assert.Equal(sent.Segments, first.Segments); // UCS-2: what the provider bills
+        Assert.Equal(sent.Sid, first.ProviderMessageId);
+        Assert.Equal([MessageStatus.Accepted, MessageStatus.Sent], first.Timeline.Select(s => s.Status));
+    }
+
+    [Fact]
+    public async Task Should_suppress_without_consent_and_say_why()
+    {
+        var t = await fx.NewWorkspaceAsync();
+        var noOptIn = await fx.NewContactAsync(t, phone: "+821033334444");
+        var optedOut = await fx.NewContactAsync(t, phone: "+821033335555", consents: [("sms", "transactional", "opted_out")]);
+
+        var marketing = await fx.Client.SendMessageAsync(Sms(noOptIn, "m-1"), fx.As(t));
+        Assert.Equal(MessageStatus.Suppressed, marketing.Status);
+        Assert.Equal("consent: no marketing opt-in on sms", marketing.Reason);
+
+        var receipt = await fx.Client.SendMessageAsync(Sms(noOptIn, "r-1", Purpose.Transactional, "주문이 발송되었습니다"), fx.As(t));
+        Assert.Equal(MessageStatus.Sent, receipt.Status); // transactional needs only no opt-out
+
+        var refused = await fx.Client.SendMessageAsync(Sms(optedOut, "r-2", Purpose.Transactional, "주문 확인"), fx.As(t));
+        Assert.Equal(MessageStatus.Suppressed, refused.Status);
+        Assert.Contains("opted out", refused.Reason);
+        Assert.DoesNotContain(fx.Twilio.Requests, r => r.To == "+821033335555");
+
+        await fx.PublishAsync(new Crm.Contracts.Contacts.ContactErased(t, noOptIn, DateTimeOffset.UtcNow));
+        await fx.WaitUntilAsync($"SELECT count(*) FROM contact_channels WHERE tenant_id = '{t}' AND contact_id = '{noOptIn}' AND erased", 1);
+        var erased = await fx.Client.SendMessageAsync(Sms(noOptIn, "r-3", Purpose.Transactional, "주문 확인"), fx.As(t));
+        Assert.Equal("contact erased", erased.Reason);
+    }
+
+    [Fact]
+    public async Task Should_defer_at_night_without_night_consent_and_release_at_eight()
+    {
+        var t = await fx.NewWorkspaceAsync();
+        var c = await fx.NewContactAsync(t, phone: "+821055556666", consents: [SmsMarketingIn]);
+        // 22:30 in Seoul.
+        fx.Clock.Set(new DateTimeOffset(2026, 11, 23, 22, 30, 0, TimeSpan.FromHours(9)));
+        try
+        {
+            var m = await fx.Client.SendMessageAsync(Sms(c, "night-1"), fx.As(t));
+            Assert.Equal(MessageStatus.Deferred, m.Status);
+            Assert.Equal("advertising between 21:00 and 08:00 needs night-time consent", m.Reason);
+            Assert.Equal(new DateTimeOffset(2026, 11, 24, 8, 0, 0, TimeSpan.FromHours(9)), m.NotBefore.ToDateTimeOffset());
+
+            fx.Clock.Set(new DateTimeOffset(2026, 11, 24, 7, 59, 0, TimeSpan.FromHours(9)));
+            await Task.Delay(400);
+            Assert.DoesNotContain(fx.Twilio.Requests, r => r.To == "+821055556666");
+
+            fx.Clock.Set(new DateTimeOffset(2026, 11, 24, 8, 0, 1, TimeSpan.FromHours(9)));
+            await Eventually(() => fx.Twilio.Messages.Any(r => r.To == "+821055556666"));
+            var released = await fx.Client.GetMessageAsync(new GetMessageRequest { MessageId = m.MessageId }, fx.As(t));
+            Assert.Equal([MessageStatus.Accepted, MessageStatus.Deferred, MessageStatus.Sent], released.Timeline.Select(s => s.Status));
+        }
+        finally
+        {
+            fx.Clock.Set(DateTimeOffset.UtcNow);
+        }
+    }
+
+    [Fact]
+    public async Task Should_keep_tenant_quiet_hours_in_the_contacts_time_zone()
+    {
+        var t = await fx.NewWorkspaceAsync();
+        await fx.Client.SetQuietHoursAsync(new SetQuietHoursRequest { QuietHours = new QuietHours { Enabled = true, Start = "12:00", End = "14:00" } }, fx.As(t));
+        var london = await fx.NewContactAsync(t, phone: "+447400123456", timeZone: "Europe/London", consents: [SmsMarketingIn, SmsNightIn]);
+        fx.Clock.Set(new DateTimeOffset(2026, 7, 1, 12, 30, 0, TimeSpan.FromHours(1))); // 12:30 BST
+        try
+        {
+            var m = await fx.Client.SendMessageAsync(Sms(london, "q-1"), fx.As(t));
+            Assert.Equal(MessageStatus.Deferred, m.Status);
+            Assert.Equal(new DateTimeOffset(2026, 7, 1, 14, 0, 0, TimeSpan.FromHours(1)), m.NotBefore.ToDateTimeOffset());
+            // A transactional message is not held by marketing quiet hours.
+            var otp = await fx.Client.SendMessageAsync(Sms(london, "q-2", Purpose.Transactional, "Your code is 123456"), fx.As(t));
+            Assert.Equal(MessageStatus.Sent, otp.Status);
+        }
+        finally
+        {
+            fx.Clock.Set(DateTimeOffset.UtcNow);
+        }
+    }
+
+    [Fact]
+    public async Task Should_retry_429_and_send_once()
+    {
+        var t = await fx.NewWorkspaceAsync();
+        var c = await fx.NewContactAsync(t, phone: "+821077778888", consents: [SmsMarketingIn, SmsNightIn]);
+        fx.Twilio.EnqueueFor("+821077778888", TwilioBehavior.TooManyRequests(retryAfterSeconds: 1));
+        var m = await fx.Client.SendMessageAsync(Sms(c, "busy-1"), fx.As(t));
+        Assert.Equal(MessageStatus.Sent, m.Status);
+        Assert.Equal(2, fx.Twilio.Requests.Count(r => r.To == "+821077778888"));
+        Assert.Single(fx.Twilio.Messages, r => r.To == "+821077778888");
+    }
+
+    [Fact]
+    public async Task Should_mark_sms_unreachable_on_21610_and_stop_sending()
+    {
+        var t = await fx.NewWorkspaceAsync();
+        var c = await fx.NewContactAsync(t, phone: "+821099990000", consents: [SmsMarketingIn, SmsNightIn]);
+        fx.Twilio.EnqueueFor("+821099990000", TwilioBehavior.Unsubscribed(), FakeTwilioServer.Forever);
+        var m = await fx.Client.SendMessageAsync(Sms(c, "stop-1"), fx.As(t));
+        Assert.Equal(MessageStatus.Failed, m.Status);
+        Assert.Contains("21610", m.Reason);
+
+        var next = await fx.Client.SendMessageAsync(Sms(c, "stop-2", Purpose.Transactional, "주문 확인"), fx.As(t));
+        Assert.Equal(MessageStatus.Suppressed, next.Status);
+        Assert.Equal("sms unreachable (reported by the provider)", next.Reason);
+        Assert.Single(fx.Twilio.Requests, r => r.To == "+821099990000");
+
+        // Contacts is told through the outbox.
+        await using var conn = new NpgsqlConnection(fx.ConnectionString);
+        var published = await conn.ExecuteScalarAsync<long>(
+            "SELECT count(*) FROM outbox_messages WHERE message_type LIKE 'Crm.Contracts.Delivery.ChannelUnreachable%' AND payload->>'contactId' = @c",
+            new { c = c.ToString() });
+        Assert.Equal(1, published);
+    }
+
+    [Fact]
+    public async Task Should_never_exceed_one_message_a_second_on_a_long_code()
+    {
+        var t = await fx.NewWorkspaceAsync(smsPerSecond: 1);
+        var contacts = new List<Guid>();
+        for (var i = 0; i < 4; i++) contacts.Add(await fx.NewContactAsync(t, phone: $"+8210444400{i:D2}", consents: [SmsMarketingIn, SmsNightIn]));
+        var sends = contacts.Select((c, i) => fx.Client.SendMessageAsync(
+            Sms(c, $"rate-{i}", Purpose.Transactional, "배송 출발"), fx.As(t)).ResponseAsync).ToList();
+        var results = await Task.WhenAll(sends);
+        // Throttled messages either waited (sent) or were deferred; all go out in the end.
+        await Eventually(() => fx.Twilio.Messages.Count(r => r.To?.StartsWith("+8210444400", StringComparison.Ordinal) == true) >= 4, seconds: 20);
+        var arrivals = fx.Twilio.Requests.Where(r => r.To?.StartsWith("+8210444400", StringComparison.Ordinal) == true).OrderBy(r => r.SinceStart).ToList();
+        Assert.Equal(4, arrivals.Count);
+        for (var i = 1; i < arrivals.Count; i++)
+            Assert.True(arrivals[i].SinceStart - arrivals[i - 1].SinceStart >= TimeSpan.FromSeconds(1),
+                $"two messages {(arrivals[i].SinceStart - arrivals[i - 1].SinceStart).TotalMilliseconds:F0} ms apart");
+        Assert.All(results, r => Assert.NotEqual(MessageStatus.Failed, r.Status));
+    }
+
+    internal static async Task Eventually(Func<bool> condition, int seconds = 10)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(seconds);
+        while (!condition())
+        {
+            if (DateTime.UtcNow > deadline) throw new TimeoutException("The condition did not become true in time.");
+            await Task.Delay(50);
+        }
+    }
+}
