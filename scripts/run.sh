@@ -9,10 +9,12 @@ mkdir -p .local/logs
 # One signing key per checkout, shared by the services and the local CLI (never a built-in default).
 [ -s .local/signing-key ] || head -c 48 /dev/urandom | base64 | tr -d '\n/+=' > .local/signing-key
 export CRM_SIGNING_KEY=$(cat .local/signing-key)
+# The key Delivery encrypts provider credentials with (base64 of 32 bytes); losing it loses them.
+[ -s .local/provider-secret-key ] || head -c 32 /dev/urandom | base64 > .local/provider-secret-key
 
 pg_field() { sed -n "s/.*$1=\([^;]*\).*/\1/p" <<<"$CRM_POSTGRES"; }
 export PGHOST=$(pg_field Host) PGPORT=$(pg_field Port) PGUSER=$(pg_field Username) PGPASSWORD=$(pg_field Password)
-for db in crm_contacts; do
+for db in crm_contacts crm_delivery; do
   psql -d postgres -Atqc "SELECT 1 FROM pg_database WHERE datname = '$db'" | grep -q 1 || psql -d postgres -qc "CREATE DATABASE $db"
 done
 
@@ -42,10 +44,23 @@ start() {
 start contacts services/Contacts/bin/Release/net10.0/Crm.Contacts.dll 5101 5100 \
   ConnectionStrings__Postgres="$CRM_POSTGRES;Database=crm_contacts"
 
+start delivery services/Delivery/bin/Release/net10.0/Crm.Delivery.dll 5201 5200 \
+  ConnectionStrings__Postgres="$CRM_POSTGRES;Database=crm_delivery" ConnectionStrings__Redis="$CRM_REDIS" \
+  Delivery__SecretKey="$(cat .local/provider-secret-key)" Delivery__RedisKeyPrefix="demo:"
+
 crm() { dotnet tools/Crm.Cli/bin/Release/net10.0/crm.dll "$@"; }
+# The outside world, on loopback: a Twilio Messages API and an SMTP server that print what they get.
+crm fakes --twilio-port 5990 --smtp-port 2525 >.local/logs/fakes.log 2>&1 &
+pids+=($!)
+for _ in $(seq 1 40); do grep -q "fake SMTP" .local/logs/fakes.log 2>/dev/null && break; sleep 0.25; done
+
 echo
 echo "== demo workspace =="
-crm demo --contacts http://127.0.0.1:5101
+crm demo --contacts http://127.0.0.1:5101 --delivery http://127.0.0.1:5201 --twilio http://127.0.0.1:5990 --smtp-port 2525
+sleep 1
+echo
+echo "== what the providers received (.local/logs/fakes.log) =="
+grep -E "^(SMS|EMAIL)" .local/logs/fakes.log || true
 
 cat <<MSG
 
@@ -54,6 +69,7 @@ cat <<MSG
   TOKEN=\$(dotnet tools/Crm.Cli/bin/Release/net10.0/crm.dll token --tenant demo)
   grpcurl -plaintext -H "authorization: Bearer \$TOKEN" -d '{"contact":{"external_id":"C-1001"}}' \\
     127.0.0.1:5101 crm.contacts.v1.ContactsService/GetContactSummary
+  grpcurl -plaintext -H "authorization: Bearer \$TOKEN" 127.0.0.1:5201 crm.delivery.v1.DeliveryService/GetFrequencyCapRules
 (logs in .local/logs; Ctrl-C stops the services, \`make down\` stops the servers)
 MSG
 wait

@@ -4,5 +4,7 @@ using Crm.Bench;
 var which = args.Length > 0 ? args[0] : "all";
 var env = BenchEnvironment.FromEnvironment();
 if (which is "all" or "import") await ImportBench.RunAsync(env, rows: args.Length > 1 ? int.Parse(args[1], System.Globalization.CultureInfo.InvariantCulture) : 1_000_000);
+if (which is "all" or "caps") await CapsBench.RunAsync(env);
+if (which is "all" or "pipeline") await PipelineBench.RunAsync(env);
 if (which == "csv-probe") await ParseProbe.RunAsync(args[1]);
 return 0;

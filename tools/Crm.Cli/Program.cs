@@ -1,7 +1,8 @@
 using Crm.Cli;
 
 // crm token --tenant <id> [--scopes "a b"] [--hours N]   prints a signed identity token (local use)
-// crm demo  [--contacts http://127.0.0.1:5101]           creates and fills the demo workspace
+// crm demo  [--contacts url] [--delivery url]            creates and fills the demo workspace, sends through Delivery
+// crm fakes [--twilio-port 5990] [--smtp-port 2525]      the loopback Twilio API and SMTP server of the demo
 var command = args.Length > 0 ? args[0] : "help";
 var options = Options.Parse(args.Skip(1).ToArray());
 switch (command)
@@ -11,6 +12,13 @@ switch (command)
         return 0;
     case "demo":
         await Demo.RunAsync(new Uri(options.Get("contacts", "http://127.0.0.1:5101")), options.Get("tenant", "demo"));
+        if (options.Get("delivery", "") is { Length: > 0 } delivery)
+            await DeliveryDemo.RunAsync(new Uri(options.Get("contacts", "http://127.0.0.1:5101")), new Uri(delivery), options.Get("tenant", "demo"),
+                twilioUrl: options.Get("twilio", "http://127.0.0.1:5990"), smtpPort: int.Parse(options.Get("smtp-port", "2525"), System.Globalization.CultureInfo.InvariantCulture));
+        return 0;
+    case "fakes":
+        await Fakes.RunAsync(int.Parse(options.Get("twilio-port", "5990"), System.Globalization.CultureInfo.InvariantCulture),
+            int.Parse(options.Get("smtp-port", "2525"), System.Globalization.CultureInfo.InvariantCulture));
         return 0;
     default:
         Console.Error.WriteLine("usage: crm token --tenant <id> [--scopes \"contacts.read contacts.write\"] | crm demo [--contacts <url>]");

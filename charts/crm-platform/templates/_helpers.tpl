@@ -138,8 +138,36 @@ includes it (Secret, hook Secret, checksum) sees the same key.
 {{- end }}
 
 {{/*
+Delivery's provider-secrets key (delivery.providerSecrets), the same way: the configured one, else
+the one already in the chart's Secret (read back with lookup), else, only while delivery is enabled,
+a new random one (the base64 of 32 random bytes). Unlike the signing key it cannot be replaced
+without losing data, so a key already in the Secret is carried over even while delivery is disabled,
+and enabling it again finds the same key. Empty when delivery is off and there is no key yet.
+Remembered in .Values like the signing key.
+*/}}
+{{- define "crm.deliverySecretKey" -}}
+{{- $secrets := .Values.delivery.providerSecrets }}
+{{- if not (hasKey $secrets "resolvedKey") }}
+{{- $key := $secrets.encryptionKey }}
+{{- if $key }}
+{{- if not (regexMatch "^[A-Za-z0-9+/]{43}=$" $key) }}
+{{- fail "delivery.providerSecrets.encryptionKey must be the base64 of exactly 32 bytes (44 characters, e.g. from openssl rand -base64 32)" }}
+{{- end }}
+{{- else }}
+{{- $previous := lookup "v1" "Secret" .Release.Namespace (include "crm.credentialsSecretName" .) }}
+{{- $key = get (get $previous "data" | default dict) $secrets.secretKey | default "" | b64dec }}
+{{- if and (not $key) .Values.delivery.enabled }}
+{{- $key = randBytes 32 }}
+{{- end }}
+{{- end }}
+{{- $_ := set $secrets "resolvedKey" $key }}
+{{- end }}
+{{- $secrets.resolvedKey }}
+{{- end }}
+
+{{/*
 The chart-managed credentials as Secret data (key: base64), for the sections without an
-existingSecret and only what an enabled service needs.
+existingSecret and only what an enabled service needs (except Delivery's key: see above).
 */}}
 {{- define "crm.secretData" -}}
 {{- $root := . }}
@@ -164,6 +192,11 @@ existingSecret and only what an enabled service needs.
 {{- end }}
 {{- if not $root.Values.tenancy.existingSecret }}
 {{ $root.Values.tenancy.secretKey }}: {{ include "crm.signingKey" $root | b64enc }}
+{{- end }}
+{{- if not $root.Values.delivery.providerSecrets.existingSecret }}
+{{- with include "crm.deliverySecretKey" $root }}
+{{ $root.Values.delivery.providerSecrets.secretKey }}: {{ . | b64enc }}
+{{- end }}
 {{- end }}
 {{- end }}
 
@@ -202,6 +235,13 @@ Credentials first, then the chart's settings, then the user's env, so that the u
     secretKeyRef:
       name: {{ $v.tenancy.existingSecret | default .secret }}
       key: {{ $v.tenancy.secretKey }}
+{{- if eq $svc.name "delivery" }}
+- name: Delivery__SecretKey
+  valueFrom:
+    secretKeyRef:
+      name: {{ $v.delivery.providerSecrets.existingSecret | default .secret }}
+      key: {{ $v.delivery.providerSecrets.secretKey }}
+{{- end }}
 {{- if and $svc.needs.postgres $v.migrations.enabled }}
 - name: Database__MigrateOnStart
   value: "false"

@@ -181,6 +181,10 @@ public sealed class FrequencyCaps(IConnectionMultiplexer redis, NpgsqlDataSource
 
     private RedisKey[] RuleKeys(Check c) => [.. c.Rules.Select(r => (RedisKey)RuleKey(c.Policy.TenantId, c.ContactId, r))];
 
+    /// <summary>The script, keys and arguments of one decision, for benchmarking the same call with redis-benchmark.</summary>
+    public (string Script, IReadOnlyList<string> Keys, IReadOnlyList<string> Arguments) Describe(Check c) =>
+        (ReserveScript, RuleKeys(c).Select(k => k.ToString()).ToList(), ReserveArgs(c).Select(a => a.ToString()).ToList());
+
     private static RedisValue[] ReserveArgs(Check c)
     {
         var args = new RedisValue[3 + 2 * c.Rules.Count];

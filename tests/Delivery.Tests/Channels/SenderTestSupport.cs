@@ -18,7 +18,9 @@ internal sealed class RecordedRetries
             BaseDelay = TimeSpan.FromMilliseconds(20),
             MaxDelay = TimeSpan.FromMilliseconds(100),
             MaxRetryAfter = TimeSpan.FromSeconds(5),
-            RequestTimeout = TimeSpan.FromSeconds(1),
+            // Generous, so a loaded CI machine does not turn a slow answer into a timeout; the tests
+            // about timeouts shorten it (Options is read at each send).
+            RequestTimeout = TimeSpan.FromSeconds(15),
         };
         // Waits are recorded at their full length but slept for at most 10 ms, so a Retry-After of
         // seconds is checked without the test taking seconds.

@@ -138,6 +138,7 @@ public sealed class SmtpEmailSenderTests : IAsyncLifetime
     [Fact]
     public async Task A_hang_at_end_of_DATA_is_Unconfirmed_and_not_retried()
     {
+        _retries.Options.RequestTimeout = TimeSpan.FromSeconds(1);
         _smtp.HangNextMessages(1, SmtpStage.DataEnd);
 
         var outcome = await SendAsync(Email());
@@ -151,6 +152,7 @@ public sealed class SmtpEmailSenderTests : IAsyncLifetime
     [Fact]
     public async Task A_hang_before_DATA_is_safe_to_retry()
     {
+        _retries.Options.RequestTimeout = TimeSpan.FromSeconds(1);
         _smtp.HangNextMessages(1, SmtpStage.Rcpt);
 
         var outcome = await SendAsync(Email());

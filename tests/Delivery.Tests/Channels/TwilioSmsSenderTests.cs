@@ -172,6 +172,7 @@ public sealed class TwilioSmsSenderTests : IAsyncLifetime, IDisposable
     [Fact]
     public async Task A_timeout_after_the_request_was_sent_is_Unconfirmed_and_never_retried()
     {
+        _retries.Options.RequestTimeout = TimeSpan.FromSeconds(1);
         _twilio.Enqueue(TwilioBehavior.Delay(TimeSpan.FromSeconds(2)));
 
         var outcome = await SendAsync(new OutgoingSms(To, "hello"));

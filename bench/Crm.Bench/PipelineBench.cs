@@ -1,0 +1,137 @@
+using System.Diagnostics;
+using System.Text;
+using Crm.BuildingBlocks.Tenancy;
+using Crm.Contracts.Delivery;
+using Crm.Delivery.V1;
+using Dapper;
+using Grpc.Core;
+using Grpc.Net.Client;
+using MassTransit;
+using Npgsql;
+using RabbitMQ.Client;
+using RabbitMQ.Client.Events;
+
+namespace Crm.Bench;
+
+/// <summary>
+/// Messages through the whole Delivery pipeline (DeliverMessage on RabbitMQ → dedupe, consent,
+/// sending window, three cap rules, throttle, send to a no-op provider, status and events in
+/// PostgreSQL), against raw RabbitMQ.Client publish + consume of the same number of messages.
+/// </summary>
+public static class PipelineBench
+{
+    private const int Contacts = 2_000;
+    private const int PerContact = 10;
+    private const int Messages = Contacts * PerContact;
+    private const string SigningKey = "bench-signing-key-0123456789-0123456789-abcdef";
+
+    public static async Task RunAsync(BenchEnvironment env)
+    {
+        var baseline = await RawRabbitAsync(env);
+
+        var db = await env.FreshDatabaseAsync("crm_bench_delivery");
+        var vhost = $"bench-{Guid.NewGuid():N}";
+        var rabbit = await CreateVhostAsync(vhost);
+        using var service = await env.StartServiceAsync("Crm.Delivery", new Dictionary<string, string>
+        {
+            ["ConnectionStrings:Postgres"] = db,
+            ["ConnectionStrings:RabbitMq"] = rabbit,
+            ["ConnectionStrings:Redis"] = Environment.GetEnvironmentVariable("CRM_REDIS")!,
+            ["Tenancy:SigningKey"] = SigningKey,
+            ["Delivery:SecretKey"] = Convert.ToBase64String(new byte[32]),
+            ["Delivery:RedisKeyPrefix"] = $"bench-{Guid.NewGuid():N}:",
+            ["Delivery:AllowNoopProvider"] = "true",
+        });
+        using var channel = GrpcChannel.ForAddress(service.GrpcAddress);
+        var client = new DeliveryService.DeliveryServiceClient(channel);
+        var auth = new Metadata { { "authorization", "Bearer " + new IdentityTokens(new TenancyOptions { SigningKey = SigningKey }).Issue("bench", [Scope.All]) } };
+        await client.UpsertProviderAccountAsync(new UpsertProviderAccountRequest
+        {
+            Account = new ProviderAccount { AccountId = "noop", Kind = ProviderKind.Noop, Channel = Channel.Sms, IsDefault = true, MessagesPerSecond = 10_000 },
+        }, auth);
+        await client.SetFrequencyCapRulesAsync(new SetFrequencyCapRulesRequest
+        {
+            Rules =
+            {
+                new FrequencyCapRule { RuleId = "daily", Scope = CapScope.AllMarketing, Limit = 1000, WindowSeconds = 86_400 },
+                new FrequencyCapRule { RuleId = "weekly-sms", Scope = CapScope.Channel, ScopeValue = "sms", Limit = 1000, WindowSeconds = 604_800 },
+            },
+        }, auth);
+        await client.SetSenderProfileAsync(new SetSenderProfileRequest { Profile = new SenderProfile { SenderName = "벤치", OptOutNumber = "080-000-0000" } }, auth);
+
+        // Contacts with consent, as the projection would hold them.
+        var contacts = Enumerable.Range(0, Contacts).Select(i => Guid.NewGuid()).ToArray();
+        await using (var conn = new NpgsqlConnection(db))
+        {
+            await conn.ExecuteAsync("""
+                INSERT INTO contact_channels (tenant_id, contact_id, phone, time_zone, version_at)
+                SELECT 'bench', c, '+8210' || lpad(n::text, 8, '0'), 'UTC', now() FROM unnest(@contacts) WITH ORDINALITY AS u(c, n);
+                INSERT INTO contact_consents (tenant_id, contact_id, channel, purpose, status, changed_at)
+                SELECT 'bench', c, 'sms', p, 'opted_in', now() FROM unnest(@contacts) AS c, unnest(ARRAY['marketing', 'marketing_night']) AS p;
+                """, new { contacts });
+        }
+
+        var bus = Bus.Factory.CreateUsingRabbitMq(cfg => cfg.Host(new Uri(rabbit)));
+        await bus.StartAsync();
+        var watch = Stopwatch.StartNew();
+        for (var round = 0; round < PerContact; round++)
+            foreach (var chunk in contacts.Chunk(100))
+                await bus.Publish(new DeliverMessage("bench", chunk.Select(c =>
+                    new DeliveryRequest($"b-{round}-{c:N}", c, "sms", "marketing", "bench", null, null, "봄 세일 20% 할인")).ToList()));
+        await using (var conn = new NpgsqlConnection(db))
+        {
+            while (await conn.ExecuteScalarAsync<long>("SELECT count(*) FROM messages WHERE status IN ('sent', 'suppressed', 'failed')") < Messages)
+                await Task.Delay(100);
+            var seconds = watch.Elapsed.TotalSeconds;
+            var sent = await conn.ExecuteScalarAsync<long>("SELECT count(*) FROM messages WHERE status = 'sent'");
+            if (sent != Messages) throw new InvalidOperationException($"only {sent} of {Messages} messages were sent");
+            var rate = Messages / seconds;
+            Console.WriteLine(FormattableString.Invariant(
+                $"bench pipeline: {rate:F0} msg/s, {rate / baseline:F2}x of raw RabbitMQ.Client ({Messages} messages in {seconds:F1} s; raw publish+consume {baseline:F0} msg/s)"));
+        }
+        await bus.StopAsync();
+    }
+
+    /// <summary>Publish and consume the same number of messages (the size of one delivery request) with the bare client.</summary>
+    private static async Task<double> RawRabbitAsync(BenchEnvironment env)
+    {
+        var factory = new ConnectionFactory { Uri = new Uri(Environment.GetEnvironmentVariable("CRM_RABBITMQ")!) };
+        await using var connection = await factory.CreateConnectionAsync();
+        await using var publishChannel = await connection.CreateChannelAsync();
+        await using var consumeChannel = await connection.CreateChannelAsync();
+        var queue = (await publishChannel.QueueDeclareAsync($"bench-raw-{Guid.NewGuid():N}", durable: true, exclusive: false, autoDelete: false,
+            arguments: new Dictionary<string, object?> { ["x-queue-type"] = "quorum" })).QueueName;
+        var body = Encoding.UTF8.GetBytes(new string('x', 300));
+        var received = 0;
+        var done = new TaskCompletionSource();
+        await consumeChannel.BasicQosAsync(0, 200, false);
+        var consumer = new AsyncEventingBasicConsumer(consumeChannel);
+        consumer.ReceivedAsync += async (_, e) =>
+        {
+            await consumeChannel.BasicAckAsync(e.DeliveryTag, false);
+            if (Interlocked.Increment(ref received) == Messages) done.TrySetResult();
+        };
+        var watch = Stopwatch.StartNew();
+        await consumeChannel.BasicConsumeAsync(queue, autoAck: false, consumer);
+        var props = new BasicProperties { Persistent = true };
+        for (var i = 0; i < Messages; i++)
+            await publishChannel.BasicPublishAsync("", queue, false, props, body);
+        await done.Task.WaitAsync(TimeSpan.FromMinutes(2));
+        var rate = Messages / watch.Elapsed.TotalSeconds;
+        await publishChannel.QueueDeleteAsync(queue); // quorum queues cannot be auto-delete
+        return rate;
+    }
+
+    private static async Task<string> CreateVhostAsync(string name)
+    {
+        var mgmt = new Uri(Environment.GetEnvironmentVariable("CRM_RABBITMQ_MGMT")!);
+        var amqp = new Uri(Environment.GetEnvironmentVariable("CRM_RABBITMQ")!);
+        using var http = new HttpClient { BaseAddress = new Uri($"{mgmt.Scheme}://{mgmt.Host}:{mgmt.Port}/") };
+        http.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Basic",
+            Convert.ToBase64String(Encoding.UTF8.GetBytes(Uri.UnescapeDataString(mgmt.UserInfo))));
+        (await http.PutAsync($"api/vhosts/{name}", new StringContent("{}", Encoding.UTF8, "application/json"))).EnsureSuccessStatusCode();
+        (await http.PutAsync($"api/permissions/{name}/{amqp.UserInfo.Split(':')[0]}",
+            new StringContent("""{"configure":".*","write":".*","read":".*"}""", Encoding.UTF8, "application/json"))).EnsureSuccessStatusCode();
+        return new UriBuilder(amqp) { Path = "/" + name }.Uri.ToString();
+    }
+}
