@@ -161,9 +161,10 @@ public sealed class DeliveryPipelineTests(DeliveryFixture fx)
         await Eventually(() => fx.Twilio.Messages.Count(r => r.To?.StartsWith("+8210444400", StringComparison.Ordinal) == true) >= 4, seconds: 20);
         var arrivals = fx.Twilio.Requests.Where(r => r.To?.StartsWith("+8210444400", StringComparison.Ordinal) == true).OrderBy(r => r.SinceStart).ToList();
         Assert.Equal(4, arrivals.Count);
+        var trace = string.Join("; ", arrivals.Select(a => $"{a.To} at {a.SinceStart.TotalMilliseconds:F0}"));
         for (var i = 1; i < arrivals.Count; i++)
             Assert.True(arrivals[i].SinceStart - arrivals[i - 1].SinceStart >= TimeSpan.FromSeconds(1),
-                $"two messages {(arrivals[i].SinceStart - arrivals[i - 1].SinceStart).TotalMilliseconds:F0} ms apart");
+                $"two messages {(arrivals[i].SinceStart - arrivals[i - 1].SinceStart).TotalMilliseconds:F0} ms apart: {trace}");
         Assert.All(results, r => Assert.NotEqual(MessageStatus.Failed, r.Status));
     }
 

@@ -1,6 +1,5 @@
+using System.Collections.Concurrent;
 using System.Globalization;
-using Crm.BuildingBlocks.Outbox;
-using Crm.Contracts.Delivery;
 using Crm.Delivery.Channels;
 using Crm.Delivery.Channels.Sms;
 using Crm.Delivery.Features.Messages;
@@ -13,8 +12,12 @@ namespace Crm.Delivery.Pipeline;
 /// <summary>
 /// The path of every message: claim → consent → sending window → frequency caps → provider
 /// throttle → advertising form → send. Each step that stops a message records why on the
-/// message's timeline; nothing is dropped silently. A message is claimed with a short lease, so
-/// a command delivered twice, or to two workers, is processed once.
+/// message's timeline; nothing is dropped silently. Messages are claimed with a short lease, so a
+/// command delivered twice, or to two workers, is processed once.
+///
+/// Messages travel in batches (a DeliverMessage command, a page of deferred messages): each step
+/// is one database statement or one pipelined Redis round trip for the whole batch, and the
+/// outcomes are written in one transaction at the end.
 /// </summary>
 public sealed class DeliveryPipeline(
     NpgsqlDataSource db,
@@ -32,107 +35,166 @@ public sealed class DeliveryPipeline(
     /// <summary>A worker holds a message for this long; a crashed worker's messages come back after it.</summary>
     public static readonly TimeSpan Lease = TimeSpan.FromMinutes(2);
 
-    public async Task ProcessAsync(string tenant, Guid messageId, CancellationToken ct)
+    public Task ProcessAsync(string tenant, Guid messageId, CancellationToken ct) => ProcessAsync(tenant, [messageId], ct);
+
+    /// <summary>Claims the messages that are due and not held elsewhere, and runs them through the pipeline.</summary>
+    public async Task ProcessAsync(string tenant, IReadOnlyList<Guid> messageIds, CancellationToken ct)
     {
-        var message = await ClaimAsync(tenant, messageId, ct);
-        if (message is null) return; // finished already, or another worker holds it
-        await ProcessClaimedAsync(message, ct);
+        var now = clock.GetUtcNow().UtcDateTime;
+        List<MessageRow> claimed;
+        await using (var conn = await db.OpenConnectionAsync(ct))
+        {
+            claimed = (await conn.QueryAsync<MessageRow>($"""
+                UPDATE messages SET claimed_until = @until
+                WHERE message_id = ANY(@messageIds) AND tenant_id = @tenant AND status IN ('accepted', 'deferred')
+                  AND (not_before IS NULL OR not_before <= @now) AND (claimed_until IS NULL OR claimed_until < @now)
+                RETURNING {MessageRow.Columns}
+                """, new { tenant, messageIds = messageIds.ToArray(), now, until = now + Lease })).AsList();
+        }
+        await ProcessClaimedAsync(claimed, ct);
     }
 
-    /// <summary>Runs a message this worker has claimed (its lease set) through the pipeline.</summary>
-    public async Task ProcessClaimedAsync(MessageRow message, CancellationToken ct)
+    /// <summary>Runs messages this worker has claimed (their lease set) through the pipeline.</summary>
+    public async Task ProcessClaimedAsync(IReadOnlyList<MessageRow> claimed, CancellationToken ct)
     {
-        var messageId = message.MessageId;
-        try
+        foreach (var tenantBatch in claimed.GroupBy(m => m.TenantId))
         {
-            await RunAsync(message, ct);
-        }
-        catch (Exception ex) when (ex is not OperationCanceledException)
-        {
-            // Released to be retried later rather than lost.
-            logger.LogError(ex, "Delivery of {MessageId} failed unexpectedly; deferring", messageId);
-            await DeferAsync(message, clock.GetUtcNow().AddSeconds(30), $"internal error: {ex.GetType().Name}", null, releaseCaps: true, ct);
+            var outcomes = new Outcomes(tenantBatch.Key, clock);
+            try
+            {
+                await RunAsync(tenantBatch.Key, tenantBatch.ToList(), outcomes, ct);
+            }
+            catch (Exception ex) when (ex is not OperationCanceledException)
+            {
+                // Released to be retried later rather than lost.
+                logger.LogError(ex, "Delivery of a batch of {Count} failed unexpectedly; deferring", tenantBatch.Count());
+                outcomes.DeferUndecided(tenantBatch, clock.GetUtcNow().AddSeconds(30), $"internal error: {ex.GetType().Name}");
+            }
+            await ReleaseCapsAsync(outcomes, ct);
+            await outcomes.WriteAsync(db, ct);
         }
     }
 
-    private async Task RunAsync(MessageRow m, CancellationToken ct)
+    private async Task RunAsync(string tenant, List<MessageRow> batch, Outcomes outcomes, CancellationToken ct)
     {
         var now = clock.GetUtcNow();
-        var policy = await policies.GetAsync(m.TenantId, ct);
-        if (m.ExpiresAt is { } expires && expires <= now.UtcDateTime)
-        {
-            await SuppressAsync(m, "expired before it could be sent", null, ct);
-            return;
-        }
+        var policy = await policies.GetAsync(tenant, ct);
+        var contacts = await LoadContactsAsync(tenant, batch.Select(m => m.ContactId).Distinct().ToArray(), ct);
 
-        // 1. Consent, from Delivery's projection of Contacts' events.
-        var contact = await LoadContactAsync(m, ct);
-        if (ConsentProblem(m, contact) is { } refusal)
+        // 1–3: expiry, consent, sending window, provider account: decided in memory for the whole batch.
+        var candidates = new List<Candidate>();
+        foreach (var m in batch)
         {
-            await SuppressAsync(m, refusal, null, ct);
-            return;
-        }
-
-        // 2. Sending window, in the contact's time zone (else the tenant's).
-        var zone = Zone(contact!.TimeZone) ?? Zone(policy.Settings.TimeZone) ?? TimeZoneInfo.Utc;
-        (TimeOnly, TimeOnly)? quiet = null;
-        if (SendingWindow.TryParseWindow(m.QuietStart, m.QuietEnd, out var own)) quiet = own;
-        else if (m.Purpose == "marketing" && policy.Settings.QuietEnabled && SendingWindow.TryParseWindow(policy.Settings.QuietStart, policy.Settings.QuietEnd, out var tenantQuiet))
-            quiet = tenantQuiet;
-        var nightRule = m.Purpose == "marketing" && !contact.Consents.Contains($"{m.Channel}:marketing_night");
-        if (SendingWindow.NextAllowed(now, zone, quiet, nightRule) is { } window)
-        {
-            if (m.ExpiresAt is { } exp && exp <= window.At.UtcDateTime)
-                await SuppressAsync(m, $"expires before the sending window opens ({window.Reason})", null, ct);
-            else
-                await DeferAsync(m, window.At, window.Reason, null, releaseCaps: false, ct);
-            return;
-        }
-
-        // 3. Provider account (needed for the throttle and the send).
-        var account = policy.Account(m.Channel, m.ProviderAccountId);
-        if (account is null)
-        {
-            await FailAsync(m, $"no {m.Channel} provider account configured", permanent: true, unreachable: false, ct);
-            return;
-        }
-
-        // 4. Frequency caps: all rules reserved atomically in Redis, then recorded in the ledger and confirmed.
-        var rules = m.IgnoreCaps ? [] : policy.RulesFor(m.Channel, m.Purpose, m.Category);
-        if (rules.Count > 0)
-        {
-            var check = new FrequencyCaps.Check(policy, m.ContactId, m.MessageId, rules, now);
-            var decision = (await caps.ReserveAsync([check]))[0];
-            if (decision.Allowed)
+            contacts.TryGetValue(m.ContactId, out var contact);
+            if (m.ExpiresAt is { } expires && expires <= now.UtcDateTime)
             {
-                await SetReservationAsync(m, now, ct);
-                decision = await caps.ConfirmAsync(check, decision);
-                if (!decision.Allowed) await SetReservationAsync(m, null, ct);
+                outcomes.Suppress(m, "expired before it could be sent", null);
+                continue;
             }
-            if (!decision.Allowed)
+            if (ConsentProblem(m, contact) is { } refusal)
             {
-                var rule = decision.DeniedBy!;
+                outcomes.Suppress(m, refusal, null);
+                continue;
+            }
+            var zone = Zone(contact!.TimeZone) ?? Zone(policy.Settings.TimeZone) ?? TimeZoneInfo.Utc;
+            (TimeOnly, TimeOnly)? quiet = null;
+            if (SendingWindow.TryParseWindow(m.QuietStart, m.QuietEnd, out var own)) quiet = own;
+            else if (m.Purpose == "marketing" && policy.Settings.QuietEnabled && SendingWindow.TryParseWindow(policy.Settings.QuietStart, policy.Settings.QuietEnd, out var tenantQuiet))
+                quiet = tenantQuiet;
+            var nightRule = m.Purpose == "marketing" && !contact.Consents.Contains($"{m.Channel}:marketing_night");
+            if (SendingWindow.NextAllowed(now, zone, quiet, nightRule) is { } window)
+            {
+                if (m.ExpiresAt is { } exp && exp <= window.At.UtcDateTime)
+                    outcomes.Suppress(m, $"expires before the sending window opens ({window.Reason})", null);
+                else
+                    outcomes.Defer(m, window.At, window.Reason, null, releaseCaps: false);
+                continue;
+            }
+            var account = policy.Account(m.Channel, m.ProviderAccountId);
+            if (account is null)
+            {
+                outcomes.Fail(m, $"no {m.Channel} provider account configured", unreachable: false);
+                continue;
+            }
+            candidates.Add(new Candidate(m, contact, account, m.IgnoreCaps ? [] : policy.RulesFor(m.Channel, m.Purpose, m.Category)));
+        }
+
+        // 4. Frequency caps: all rules of a message reserved atomically, the batch in one pipelined round trip,
+        // then recorded in the ledger and confirmed against the sets' generations.
+        var capped = candidates.Where(c => c.Rules.Count > 0).ToList();
+        if (capped.Count > 0)
+        {
+            var checks = capped.Select(c => new FrequencyCaps.Check(policy, c.Message.ContactId, c.Message.MessageId, c.Rules, now)).ToList();
+            var decisions = (await caps.ReserveAsync(checks)).ToList();
+            var reserved = Enumerable.Range(0, checks.Count).Where(i => decisions[i].Allowed).ToList();
+            await SetReservationsAsync(tenant, reserved.Select(i => capped[i].Message.MessageId).ToArray(), now, ct);
+            var confirmed = await Task.WhenAll(reserved.Select(i => caps.ConfirmAsync(checks[i], decisions[i])));
+            for (var k = 0; k < reserved.Count; k++) decisions[reserved[k]] = confirmed[k];
+            var lost = reserved.Where(i => !decisions[i].Allowed).Select(i => capped[i].Message.MessageId).ToArray();
+            if (lost.Length > 0) await SetReservationsAsync(tenant, lost, null, ct);
+            for (var i = 0; i < capped.Count; i++)
+            {
+                if (decisions[i].Allowed) continue;
+                var m = capped[i].Message;
+                var rule = decisions[i].DeniedBy!;
                 var reason = string.Create(CultureInfo.InvariantCulture, $"frequency cap {rule.RuleId}: {rule.Limit} per {Describe(rule.Window)}");
-                if (m.OnCap == "defer") await DeferAsync(m, now + decision.RetryAfter, reason, rule.RuleId, releaseCaps: false, ct);
-                else await SuppressAsync(m, reason, rule.RuleId, ct);
-                return;
+                if (m.OnCap == "defer") outcomes.Defer(m, now + decisions[i].RetryAfter, reason, rule.RuleId, releaseCaps: false);
+                else outcomes.Suppress(m, reason, rule.RuleId);
+                candidates.Remove(capped[i]);
             }
         }
+        if (candidates.Count == 0) return;
 
-        // 5. Provider throttle: short waits are waited out, long ones defer.
-        while (true)
+        // 5. Provider throttle: each account's messages get their slots in one round trip; those whose slot
+        // would be further away than a short wait are deferred until one comes free.
+        var slotted = new List<(Candidate Candidate, TimeSpan Wait)>();
+        foreach (var byAccount in candidates.GroupBy(c => c.Account.AccountId))
         {
-            var wait = await throttle.TryAcquireAsync(m.TenantId, account.AccountId, account.MessagesPerSecond, clock.GetUtcNow());
-            if (wait == TimeSpan.Zero) break;
-            if (wait > options.MaxInlineThrottleWait)
+            var account = byAccount.First().Account;
+            var (waits, retryAfter) = await throttle.ReserveSlotsAsync(tenant, account.AccountId, account.MessagesPerSecond, byAccount.Count(),
+                options.MaxInlineThrottleWait, now);
+            var k = 0;
+            foreach (var c in byAccount)
             {
-                await DeferAsync(m, clock.GetUtcNow() + wait, $"provider {account.AccountId} rate of {account.MessagesPerSecond}/s", null, releaseCaps: true, ct);
-                return;
+                if (k < waits.Count) slotted.Add((c, waits[k++]));
+                else outcomes.Defer(c.Message, now + retryAfter, $"provider {account.AccountId} rate of {account.MessagesPerSecond}/s", null, releaseCaps: true);
             }
-            await Task.Delay(wait, clock, ct);
         }
+        if (slotted.Count == 0) return;
 
-        // 6. What goes out: Korean advertising form for marketing SMS, one-click unsubscribe for marketing email.
+        // 6–7. Advertising form and send, concurrently, each attempt recorded before the provider is called.
+        await MarkSendingAsync(tenant, slotted.Select(s => s.Candidate.Message.MessageId).ToArray(), ct);
+        await Parallel.ForEachAsync(slotted, new ParallelOptions { MaxDegreeOfParallelism = options.Concurrency, CancellationToken = ct },
+            async (s, token) =>
+            {
+                // The slot is a time (counted from when it was granted), not a delay from now.
+                var wait = now + s.Wait - clock.GetUtcNow();
+                if (wait > TimeSpan.Zero) await Task.Delay(wait, clock, token);
+                await SendAsync(policy, s.Candidate, outcomes, token);
+            });
+    }
+
+    private async Task SendAsync(TenantPolicy policy, Candidate c, Outcomes outcomes, CancellationToken ct)
+    {
+        var (m, contact, account, _) = c;
+        for (var pace = await throttle.PaceAsync(m.TenantId, account.AccountId, account.MessagesPerSecond, clock.GetUtcNow());
+             pace > TimeSpan.Zero;
+             pace = await throttle.PaceAsync(m.TenantId, account.AccountId, account.MessagesPerSecond, clock.GetUtcNow()))
+            await Task.Delay(pace, clock, ct);
+        try
+        {
+            await SendPacedAsync(policy, c, outcomes, ct);
+        }
+        finally
+        {
+            await throttle.AnsweredAsync(m.TenantId, account.AccountId, account.MessagesPerSecond, clock.GetUtcNow());
+        }
+    }
+
+    private async Task SendPacedAsync(TenantPolicy policy, Candidate c, Outcomes outcomes, CancellationToken ct)
+    {
+        var (m, contact, account, _) = c;
+
         var config = policies.Config(m.TenantId, account);
         SendOutcome outcome;
         int? segments = null;
@@ -143,13 +205,12 @@ public sealed class DeliveryPipeline(
             {
                 if (policy.Settings.SenderName.Length == 0 || policy.Settings.OptOutNumber.Length == 0)
                 {
-                    await FailAsync(m, "marketing SMS needs the sender name and free opt-out number (SetSenderProfile)", permanent: true, unreachable: false, ct);
+                    outcomes.Fail(m, "marketing SMS needs the sender name and free opt-out number (SetSenderProfile)", unreachable: false);
                     return;
                 }
                 body = AdvertisingForm.KoreanSmsAd(body, policy.Settings.SenderName, policy.Settings.OptOutNumber);
             }
             segments = SmsSegments.Count(body).Segments;
-            await MarkSendingAsync(m, ct);
             outcome = await (account.Kind == NoopSender.Kind ? Noop : sms).SendAsync(config, new OutgoingSms(contact.Phone!, body), ct);
         }
         else
@@ -161,65 +222,53 @@ public sealed class DeliveryPipeline(
                 var mailto = policy.Settings.UnsubscribeMailto;
                 if (url.Length == 0 && mailto.Length == 0)
                 {
-                    await FailAsync(m, "marketing email needs an unsubscribe URL or address (SetSenderProfile)", permanent: true, unreachable: false, ct);
+                    outcomes.Fail(m, "marketing email needs an unsubscribe URL or address (SetSenderProfile)", unreachable: false);
                     return;
                 }
                 foreach (var (k, v) in AdvertisingForm.UnsubscribeHeaders(url.Length > 0 ? url : null, mailto.Length > 0 ? mailto : null)) headers[k] = v;
             }
-            await MarkSendingAsync(m, ct);
             outcome = await (account.Kind == NoopSender.Kind ? Noop : email)
                 .SendAsync(config, new OutgoingEmail(contact.Email!, null, m.Subject ?? "", m.TextBody, m.HtmlBody, headers), ct);
         }
 
-        // 7. Record what happened.
         switch (outcome.Kind)
         {
             case SendOutcomeKind.Sent:
             case SendOutcomeKind.Unconfirmed:
-                await SentAsync(m, outcome, segments, ct);
+                outcomes.Sent(m, outcome, segments);
                 break;
             case SendOutcomeKind.Permanent:
-                await FailAsync(m, outcome.Reason, permanent: true, outcome.RecipientUnreachable, ct);
+                outcomes.Fail(m, outcome.Reason, outcome.RecipientUnreachable);
                 break;
             default:
                 if (m.Attempts + 1 >= options.MaxAttempts)
-                    await FailAsync(m, $"gave up after {m.Attempts + 1} attempts: {outcome.Reason}", permanent: false, unreachable: false, ct);
+                    outcomes.Fail(m, $"gave up after {m.Attempts + 1} attempts: {outcome.Reason}", unreachable: false);
                 else
-                    await DeferAsync(m, clock.GetUtcNow() + (outcome.RetryAfter ?? TimeSpan.FromSeconds(Math.Pow(2, m.Attempts + 1))),
-                        $"provider: {outcome.Reason}", null, releaseCaps: true, ct);
+                    outcomes.Defer(m, clock.GetUtcNow() + (outcome.RetryAfter ?? TimeSpan.FromSeconds(Math.Pow(2, m.Attempts + 1))),
+                        $"provider: {outcome.Reason}", null, releaseCaps: true);
                 break;
         }
     }
 
-    private async Task<MessageRow?> ClaimAsync(string tenant, Guid messageId, CancellationToken ct)
-    {
-        var now = clock.GetUtcNow().UtcDateTime;
-        await using var conn = await db.OpenConnectionAsync(ct);
-        return await conn.QuerySingleOrDefaultAsync<MessageRow>($"""
-            UPDATE messages SET claimed_until = @until
-            WHERE tenant_id = @tenant AND message_id = @messageId AND status IN ('accepted', 'deferred')
-              AND (not_before IS NULL OR not_before <= @now) AND (claimed_until IS NULL OR claimed_until < @now)
-            RETURNING {MessageRow.Columns}
-            """, new { tenant, messageId, now, until = now + Lease });
-    }
+    private sealed record Candidate(MessageRow Message, ContactState Contact, ProviderAccountRow Account, IReadOnlyList<CapRule> Rules);
 
     private sealed record ContactState(string? Email, string? Phone, string? TimeZone, bool Suppressed, bool Erased,
         bool SmsUnreachable, bool EmailUnreachable, HashSet<string> Consents, HashSet<string> OptOuts);
 
-    private async Task<ContactState?> LoadContactAsync(MessageRow m, CancellationToken ct)
+    private async Task<Dictionary<Guid, ContactState>> LoadContactsAsync(string tenant, Guid[] contactIds, CancellationToken ct)
     {
         await using var conn = await db.OpenConnectionAsync(ct);
         using var grid = await conn.QueryMultipleAsync(new CommandDefinition("""
-            SELECT email, phone, time_zone, suppressed, erased, sms_unreachable, email_unreachable
-            FROM contact_channels WHERE tenant_id = @TenantId AND contact_id = @ContactId;
-            SELECT channel || ':' || purpose AS key, status FROM contact_consents WHERE tenant_id = @TenantId AND contact_id = @ContactId;
-            """, new { m.TenantId, m.ContactId }, cancellationToken: ct));
-        var row = await grid.ReadSingleOrDefaultAsync<(string? Email, string? Phone, string? TimeZone, bool Suppressed, bool Erased, bool SmsUnreachable, bool EmailUnreachable)?>();
-        var consents = (await grid.ReadAsync<(string Key, string Status)>()).ToList();
-        if (row is not { } r) return null;
-        return new ContactState(r.Email, r.Phone, r.TimeZone, r.Suppressed, r.Erased, r.SmsUnreachable, r.EmailUnreachable,
-            consents.Where(c => c.Status == "opted_in").Select(c => c.Key).ToHashSet(),
-            consents.Where(c => c.Status == "opted_out").Select(c => c.Key).ToHashSet());
+            SELECT contact_id, email, phone, time_zone, suppressed, erased, sms_unreachable, email_unreachable
+            FROM contact_channels WHERE tenant_id = @tenant AND contact_id = ANY(@contactIds);
+            SELECT contact_id, channel || ':' || purpose AS key, status FROM contact_consents WHERE tenant_id = @tenant AND contact_id = ANY(@contactIds);
+            """, new { tenant, contactIds }, cancellationToken: ct));
+        var rows = (await grid.ReadAsync<(Guid ContactId, string? Email, string? Phone, string? TimeZone, bool Suppressed, bool Erased, bool SmsUnreachable, bool EmailUnreachable)>()).ToList();
+        var consents = (await grid.ReadAsync<(Guid ContactId, string Key, string Status)>()).ToLookup(c => c.ContactId);
+        return rows.ToDictionary(r => r.ContactId, r => new ContactState(r.Email, r.Phone, r.TimeZone, r.Suppressed, r.Erased,
+            r.SmsUnreachable, r.EmailUnreachable,
+            consents[r.ContactId].Where(c => c.Status == "opted_in").Select(c => c.Key).ToHashSet(),
+            consents[r.ContactId].Where(c => c.Status == "opted_out").Select(c => c.Key).ToHashSet()));
     }
 
     /// <summary>Marketing needs an opt-in on the channel; transactional needs the channel not opted out; erased contacts get nothing.</summary>
@@ -237,96 +286,34 @@ public sealed class DeliveryPipeline(
         return null;
     }
 
-    private async Task SetReservationAsync(MessageRow m, DateTimeOffset? at, CancellationToken ct)
+    private async Task SetReservationsAsync(string tenant, Guid[] messageIds, DateTimeOffset? at, CancellationToken ct)
     {
+        if (messageIds.Length == 0) return;
         await using var conn = await db.OpenConnectionAsync(ct);
-        await conn.ExecuteAsync("UPDATE messages SET cap_reserved_at = @at WHERE tenant_id = @TenantId AND message_id = @MessageId",
-            new { at = at?.UtcDateTime, m.TenantId, m.MessageId });
+        await conn.ExecuteAsync("UPDATE messages SET cap_reserved_at = @at WHERE message_id = ANY(@messageIds) AND tenant_id = @tenant",
+            new { at = at?.UtcDateTime, tenant, messageIds });
     }
 
     /// <summary>The attempt is recorded before the provider is called: a crash or timeout after it never sends twice.</summary>
-    private async Task MarkSendingAsync(MessageRow m, CancellationToken ct)
+    private async Task MarkSendingAsync(string tenant, Guid[] messageIds, CancellationToken ct)
     {
         await using var conn = await db.OpenConnectionAsync(ct);
         var now = clock.GetUtcNow().UtcDateTime;
         await conn.ExecuteAsync("""
             UPDATE messages SET status = 'sending', attempts = attempts + 1, updated_at = @now
-            WHERE tenant_id = @TenantId AND message_id = @MessageId;
-            INSERT INTO message_events (tenant_id, message_id, status, reason, at) VALUES (@TenantId, @MessageId, 'sending', '', @now);
-            """, new { now, m.TenantId, m.MessageId });
+            WHERE message_id = ANY(@messageIds) AND tenant_id = @tenant;
+            INSERT INTO message_events (tenant_id, message_id, status, reason, at) SELECT @tenant, id, 'sending', '', @now FROM unnest(@messageIds) AS id;
+            """, new { now, tenant, messageIds });
     }
 
-    private async Task SentAsync(MessageRow m, SendOutcome outcome, int? segments, CancellationToken ct)
+    /// <summary>Reservations of messages that did not go out are given back to the caps.</summary>
+    private async Task ReleaseCapsAsync(Outcomes outcomes, CancellationToken ct)
     {
-        var now = clock.GetUtcNow();
-        var reason = outcome.Kind == SendOutcomeKind.Unconfirmed ? $"unconfirmed: {outcome.Reason} (not retried, to avoid a duplicate)" : "";
-        await using var conn = await db.OpenConnectionAsync(ct);
-        await using var tx = await conn.BeginTransactionAsync(ct);
-        await conn.ExecuteAsync("""
-            UPDATE messages SET status = 'sent', reason = @reason, sent_at = @now, provider_message_id = @id, segments = @segments,
-                claimed_until = NULL, updated_at = @now
-            WHERE tenant_id = @TenantId AND message_id = @MessageId;
-            INSERT INTO message_events (tenant_id, message_id, status, reason, at) VALUES (@TenantId, @MessageId, 'sent', @reason, @now);
-            """, new { reason, now = now.UtcDateTime, id = outcome.ProviderMessageId, segments, m.TenantId, m.MessageId }, tx);
-        await Outbox.EnqueueAsync(conn, tx, new MessageSent(m.TenantId, m.MessageId, m.ContactId, m.Channel, m.CampaignId,
-            outcome.ProviderMessageId ?? "", segments ?? 0, now));
-        await tx.CommitAsync(ct);
-    }
-
-    private async Task SuppressAsync(MessageRow m, string reason, string? ruleId, CancellationToken ct)
-    {
-        var now = clock.GetUtcNow();
-        await using var conn = await db.OpenConnectionAsync(ct);
-        await using var tx = await conn.BeginTransactionAsync(ct);
-        await conn.ExecuteAsync("""
-            UPDATE messages SET status = 'suppressed', reason = @reason, rule_id = @ruleId, claimed_until = NULL, updated_at = @now
-            WHERE tenant_id = @TenantId AND message_id = @MessageId;
-            INSERT INTO message_events (tenant_id, message_id, status, reason, at) VALUES (@TenantId, @MessageId, 'suppressed', @reason, @now);
-            """, new { reason, ruleId, now = now.UtcDateTime, m.TenantId, m.MessageId }, tx);
-        await Outbox.EnqueueAsync(conn, tx, new MessageSuppressed(m.TenantId, m.MessageId, m.ContactId, m.Channel, m.CampaignId, reason, ruleId, now));
-        await tx.CommitAsync(ct);
-    }
-
-    private async Task DeferAsync(MessageRow m, DateTimeOffset until, string reason, string? ruleId, bool releaseCaps, CancellationToken ct)
-    {
-        if (releaseCaps && !m.IgnoreCaps)
-        {
-            var policy = await policies.GetAsync(m.TenantId, ct);
-            await caps.ReleaseAsync(policy, m.ContactId, m.MessageId, policy.RulesFor(m.Channel, m.Purpose, m.Category));
-        }
-        var now = clock.GetUtcNow().UtcDateTime;
-        await using var conn = await db.OpenConnectionAsync(ct);
-        await conn.ExecuteAsync("""
-            UPDATE messages SET status = 'deferred', reason = @reason, rule_id = @ruleId, not_before = @until, claimed_until = NULL,
-                cap_reserved_at = CASE WHEN @releaseCaps THEN NULL ELSE cap_reserved_at END, updated_at = @now
-            WHERE tenant_id = @TenantId AND message_id = @MessageId;
-            INSERT INTO message_events (tenant_id, message_id, status, reason, at) VALUES (@TenantId, @MessageId, 'deferred', @reason, @now);
-            """, new { reason, ruleId, until = until.UtcDateTime, releaseCaps, now, m.TenantId, m.MessageId });
-    }
-
-    private async Task FailAsync(MessageRow m, string reason, bool permanent, bool unreachable, CancellationToken ct)
-    {
-        var policy = await policies.GetAsync(m.TenantId, ct);
-        if (!m.IgnoreCaps) await caps.ReleaseAsync(policy, m.ContactId, m.MessageId, policy.RulesFor(m.Channel, m.Purpose, m.Category));
-        var now = clock.GetUtcNow();
-        await using var conn = await db.OpenConnectionAsync(ct);
-        await using var tx = await conn.BeginTransactionAsync(ct);
-        await conn.ExecuteAsync("""
-            UPDATE messages SET status = 'failed', reason = @reason, cap_reserved_at = NULL, claimed_until = NULL, updated_at = @now
-            WHERE tenant_id = @TenantId AND message_id = @MessageId;
-            INSERT INTO message_events (tenant_id, message_id, status, reason, at) VALUES (@TenantId, @MessageId, 'failed', @reason, @now);
-            """, new { reason, now = now.UtcDateTime, m.TenantId, m.MessageId }, tx);
-        await Outbox.EnqueueAsync(conn, tx, new MessageFailed(m.TenantId, m.MessageId, m.ContactId, m.Channel, m.CampaignId, reason, now));
-        if (unreachable)
-        {
-            // Stop at once here, and tell Contacts so the channel is marked for everyone.
-            var column = m.Channel == "sms" ? "sms_unreachable" : "email_unreachable";
-            await conn.ExecuteAsync($"UPDATE contact_channels SET {column} = true WHERE tenant_id = @TenantId AND contact_id = @ContactId",
-                new { m.TenantId, m.ContactId }, tx);
-            await Outbox.EnqueueAsync(conn, tx, new ChannelUnreachable(m.TenantId, m.ContactId, m.Channel, reason, now));
-        }
-        await tx.CommitAsync(ct);
-        if (!permanent) logger.LogWarning("Message {MessageId} failed after retries: {Reason}", m.MessageId, reason);
+        var release = outcomes.ToRelease;
+        if (release.Count == 0) return;
+        var policy = await policies.GetAsync(outcomes.Tenant, ct);
+        await Task.WhenAll(release.Where(m => !m.IgnoreCaps)
+            .Select(m => caps.ReleaseAsync(policy, m.ContactId, m.MessageId, policy.RulesFor(m.Channel, m.Purpose, m.Category))));
     }
 
     private static TimeZoneInfo? Zone(string? id) => id is { Length: > 0 } && TimeZoneInfo.TryFindSystemTimeZoneById(id, out var z) ? z : null;

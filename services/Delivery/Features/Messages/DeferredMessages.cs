@@ -45,8 +45,7 @@ public sealed class DeferredMessages(NpgsqlDataSource db, DeliveryPipeline pipel
                 RETURNING {MessageRow.Columns}
                 """, new { now, until = now + DeliveryPipeline.Lease })).AsList();
         }
-        await Parallel.ForEachAsync(due, new ParallelOptions { MaxDegreeOfParallelism = options.Concurrency, CancellationToken = ct },
-            async (m, token) => await pipeline.ProcessClaimedAsync(m, token));
+        await pipeline.ProcessClaimedAsync(due, ct);
         return due.Count;
     }
 }

@@ -9,7 +9,7 @@ namespace Crm.Delivery.Features.Messages;
 /// The pipeline behind a RabbitMQ command: competing consumers on a quorum queue. A command
 /// delivered twice accepts nothing new (idempotency keys) and processes nothing twice (claims).
 /// </summary>
-public sealed class DeliverMessageConsumer(MessageIntake intake, DeliveryPipeline pipeline, DeliveryOptions options, ILogger<DeliverMessageConsumer> logger)
+public sealed class DeliverMessageConsumer(MessageIntake intake, DeliveryPipeline pipeline, ILogger<DeliverMessageConsumer> logger)
     : IConsumer<DeliverMessage>
 {
     public async Task Consume(ConsumeContext<DeliverMessage> context)
@@ -25,12 +25,11 @@ public sealed class DeliverMessageConsumer(MessageIntake intake, DeliveryPipelin
             else logger.LogWarning("DeliverMessage for {Tenant} rejected {Key}: {Problems}", command.TenantId, r.IdempotencyKey,
                 new InvalidArgumentException([.. GetViolations(v)]).Message);
         }
-        await Parallel.ForEachAsync(valid, new ParallelOptions { MaxDegreeOfParallelism = options.Concurrency, CancellationToken = ct },
-            async (r, token) =>
-            {
-                var (message, _) = await intake.AcceptAsync(command.TenantId, r, ct: token);
-                await pipeline.ProcessAsync(command.TenantId, message.MessageId, token);
-            });
+        // A key repeated inside one command is one message.
+        valid = valid.DistinctBy(r => r.IdempotencyKey).ToList();
+        if (valid.Count == 0) return;
+        var ids = await intake.AcceptManyAsync(command.TenantId, valid, ct);
+        await pipeline.ProcessAsync(command.TenantId, ids, ct);
     }
 
     private static IEnumerable<FieldViolation> GetViolations(Validation v)

@@ -1,0 +1,94 @@
+using System.Collections.Concurrent;
+using Crm.BuildingBlocks.Outbox;
+using Crm.Contracts.Delivery;
+using Crm.Delivery.Channels;
+using Crm.Delivery.Features.Messages;
+using Dapper;
+using Npgsql;
+
+namespace Crm.Delivery.Pipeline;
+
+/// <summary>
+/// What happened to each message of a batch, written at the end in one transaction: the status and
+/// reason on the message, a step on its timeline, and the event in the outbox.
+/// </summary>
+internal sealed class Outcomes(string tenant, TimeProvider clock)
+{
+    private readonly ConcurrentDictionary<Guid, Outcome> _byMessage = new();
+
+    private sealed record Outcome(MessageRow Message, string Status, string Reason, string? RuleId = null, DateTimeOffset? NotBefore = null,
+        bool ReleaseCaps = false, bool Unreachable = false, SendOutcome? Sent = null, int? Segments = null);
+
+    public string Tenant { get; } = tenant;
+
+    public IReadOnlyList<MessageRow> ToRelease => _byMessage.Values.Where(o => o.ReleaseCaps).Select(o => o.Message).ToList();
+
+    public void Suppress(MessageRow m, string reason, string? ruleId) => _byMessage[m.MessageId] = new(m, "suppressed", reason, ruleId);
+
+    public void Defer(MessageRow m, DateTimeOffset until, string reason, string? ruleId, bool releaseCaps) =>
+        _byMessage[m.MessageId] = new(m, "deferred", reason, ruleId, until, releaseCaps);
+
+    public void Fail(MessageRow m, string reason, bool unreachable) => _byMessage[m.MessageId] = new(m, "failed", reason, ReleaseCaps: true, Unreachable: unreachable);
+
+    public void Sent(MessageRow m, SendOutcome outcome, int? segments) =>
+        _byMessage[m.MessageId] = new(m, "sent",
+            outcome.Kind == SendOutcomeKind.Unconfirmed ? $"unconfirmed: {outcome.Reason} (not retried, to avoid a duplicate)" : "",
+            Sent: outcome, Segments: segments);
+
+    /// <summary>After an unexpected error: every message not decided yet is deferred (and its caps released).</summary>
+    public void DeferUndecided(IEnumerable<MessageRow> batch, DateTimeOffset until, string reason)
+    {
+        foreach (var m in batch) _byMessage.TryAdd(m.MessageId, new Outcome(m, "deferred", reason, null, until, ReleaseCaps: true));
+    }
+
+    public async Task WriteAsync(NpgsqlDataSource db, CancellationToken ct)
+    {
+        if (_byMessage.IsEmpty) return;
+        var all = _byMessage.Values.ToList();
+        var now = clock.GetUtcNow();
+        await using var conn = await db.OpenConnectionAsync(ct);
+        await using var tx = await conn.BeginTransactionAsync(ct);
+        await conn.ExecuteAsync("""
+            UPDATE messages m SET status = o.status, reason = o.reason, rule_id = o.rule_id, not_before = coalesce(o.not_before, m.not_before),
+                sent_at = CASE WHEN o.status = 'sent' THEN @now END, provider_message_id = coalesce(o.provider_id, m.provider_message_id),
+                segments = coalesce(o.segments, m.segments),
+                cap_reserved_at = CASE WHEN o.release THEN NULL ELSE m.cap_reserved_at END,
+                claimed_until = NULL, updated_at = @now
+            FROM unnest(@ids, @statuses, @reasons, @ruleIds, @notBefores, @providerIds, @segments, @releases)
+                AS o(id, status, reason, rule_id, not_before, provider_id, segments, release)
+            WHERE m.message_id = o.id AND m.tenant_id = @tenant;
+            INSERT INTO message_events (tenant_id, message_id, status, reason, at)
+            SELECT @tenant, id, status, reason, @now FROM unnest(@ids, @statuses, @reasons) AS e(id, status, reason);
+            """, new
+        {
+            tenant = Tenant,
+            now = now.UtcDateTime,
+            ids = all.Select(o => o.Message.MessageId).ToArray(),
+            statuses = all.Select(o => o.Status).ToArray(),
+            reasons = all.Select(o => o.Reason).ToArray(),
+            ruleIds = all.Select(o => o.RuleId).ToArray(),
+            notBefores = all.Select(o => o.NotBefore?.UtcDateTime).ToArray(),
+            providerIds = all.Select(o => o.Sent?.ProviderMessageId).ToArray(),
+            segments = all.Select(o => o.Segments).ToArray(),
+            releases = all.Select(o => o.ReleaseCaps).ToArray(),
+        }, tx);
+
+        var unreachable = all.Where(o => o.Unreachable).ToList();
+        foreach (var channel in unreachable.GroupBy(o => o.Message.Channel))
+        {
+            // Stop at once here; Contacts is told below so the channel is marked for everyone.
+            var column = channel.Key == "sms" ? "sms_unreachable" : "email_unreachable";
+            await conn.ExecuteAsync($"UPDATE contact_channels SET {column} = true WHERE tenant_id = @tenant AND contact_id = ANY(@contacts)",
+                new { tenant = Tenant, contacts = channel.Select(o => o.Message.ContactId).ToArray() }, tx);
+        }
+
+        await Outbox.EnqueueManyAsync(conn, tx, all.Where(o => o.Status == "sent").Select(o => new MessageSent(
+            Tenant, o.Message.MessageId, o.Message.ContactId, o.Message.Channel, o.Message.CampaignId, o.Sent!.ProviderMessageId ?? "", o.Segments ?? 0, now)));
+        await Outbox.EnqueueManyAsync(conn, tx, all.Where(o => o.Status == "suppressed").Select(o => new MessageSuppressed(
+            Tenant, o.Message.MessageId, o.Message.ContactId, o.Message.Channel, o.Message.CampaignId, o.Reason, o.RuleId, now)));
+        await Outbox.EnqueueManyAsync(conn, tx, all.Where(o => o.Status == "failed").Select(o => new MessageFailed(
+            Tenant, o.Message.MessageId, o.Message.ContactId, o.Message.Channel, o.Message.CampaignId, o.Reason, now)));
+        await Outbox.EnqueueManyAsync(conn, tx, unreachable.Select(o => new ChannelUnreachable(Tenant, o.Message.ContactId, o.Message.Channel, o.Reason, now)));
+        await tx.CommitAsync(ct);
+    }
+}
