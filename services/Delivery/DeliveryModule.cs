@@ -9,6 +9,7 @@ using Crm.Delivery.Features;
 using Crm.Delivery.Features.Messages;
 using Crm.Delivery.Features.Policies;
 using Crm.Delivery.Features.Projections;
+using Crm.Delivery.Features.Receipts;
 using Crm.Delivery.Pipeline;
 using Crm.Delivery.Security;
 using MassTransit;
@@ -65,6 +66,7 @@ public static class DeliveryModule
         var app = builder.Build();
         app.MapServiceDefaults();
         app.MapGrpcService<DeliveryGrpcService>();
+        app.MapTwilioStatusCallbacks();
         return app;
     }
 

@@ -38,6 +38,41 @@ public sealed class DeliveryPipelineTests(DeliveryFixture fx)
     }
 
     [Fact]
+    public async Task Should_send_once_when_a_DeliverMessage_command_is_delivered_twice()
+    {
+        var t = await fx.NewWorkspaceAsync();
+        var c = await fx.NewContactAsync(t, phone: "+821012120000", consents: [SmsMarketingIn, SmsNightIn]);
+        var command = new DeliverMessage(t, [new DeliveryRequest("campaign-7-" + c.ToString("N"), c, "sms", "marketing", "campaign-7", null, null, "신상품 안내")]);
+        await fx.PublishAsync(command);
+        await fx.PublishAsync(command); // the broker redelivers, or Campaigns retries
+        await fx.WaitUntilAsync($"SELECT count(*) FROM messages WHERE tenant_id = '{t}' AND status = 'sent'", 1);
+        await Task.Delay(500);
+        Assert.Single(fx.Twilio.Requests, r => r.To == "+821012120000");
+        await using var conn = new NpgsqlConnection(fx.ConnectionString);
+        Assert.Equal(1, await conn.ExecuteScalarAsync<long>("SELECT count(*) FROM messages WHERE tenant_id = @t", new { t }));
+    }
+
+    [Fact]
+    public async Task Should_record_signed_delivery_receipts_and_refuse_forged_ones()
+    {
+        var t = await fx.NewWorkspaceAsync();
+        var c = await fx.NewContactAsync(t, phone: "+821013130000", consents: [SmsMarketingIn, SmsNightIn]);
+        var m = await fx.Client.SendMessageAsync(Sms(c, "receipt-1", Purpose.Transactional, "주문 확인"), fx.As(t));
+        Assert.Equal(MessageStatus.Sent, m.Status);
+
+        var receipt = await fx.Twilio.SendStatusCallbackAsync(m.ProviderMessageId, "delivered");
+        Assert.Equal(204, receipt.ResponseStatus);
+        var delivered = await fx.Client.GetMessageAsync(new GetMessageRequest { MessageId = m.MessageId }, fx.As(t));
+        Assert.Equal(MessageStatus.Delivered, delivered.Status);
+        Assert.Equal([MessageStatus.Accepted, MessageStatus.Sent, MessageStatus.Delivered], delivered.Timeline.Select(s => s.Status));
+
+        using var http = new HttpClient();
+        var forged = await http.PostAsync(Crm.Delivery.Features.Receipts.TwilioStatusCallbacks.UrlFor(fx.Host.HttpAddress.ToString(), t, "twilio-main"),
+            new FormUrlEncodedContent(new Dictionary<string, string> { ["MessageSid"] = m.ProviderMessageId, ["MessageStatus"] = "failed" }));
+        Assert.Equal(System.Net.HttpStatusCode.Forbidden, forged.StatusCode);
+    }
+
+    [Fact]
     public async Task Should_suppress_without_consent_and_say_why()
     {
         var t = await fx.NewWorkspaceAsync();

@@ -196,6 +196,14 @@ public sealed class DeliveryPipeline(
         var (m, contact, account, _) = c;
 
         var config = policies.Config(m.TenantId, account);
+        if (account.Kind == "twilio" && options.PublicBaseUrl.Length > 0 && !config.Settings.ContainsKey("status_callback_url"))
+            config = config with
+            {
+                Settings = new Dictionary<string, string>(config.Settings)
+                {
+                    ["status_callback_url"] = Features.Receipts.TwilioStatusCallbacks.UrlFor(options.PublicBaseUrl, m.TenantId, account.AccountId),
+                },
+            };
         SendOutcome outcome;
         int? segments = null;
         if (m.Channel == "sms")

@@ -95,8 +95,6 @@ CREATE TABLE messages (
     PRIMARY KEY (tenant_id, message_id),
     UNIQUE (tenant_id, idempotency_key)
 );
--- message ids are globally unique (UUIDv7): batches are claimed and updated by id.
-CREATE UNIQUE INDEX messages_id ON messages (message_id);
 CREATE INDEX messages_due ON messages (not_before) WHERE status = 'deferred';
 CREATE INDEX messages_ledger ON messages (tenant_id, contact_id, cap_reserved_at) WHERE cap_reserved_at IS NOT NULL;
 CREATE INDEX messages_contact ON messages (tenant_id, contact_id, created_at DESC, message_id);

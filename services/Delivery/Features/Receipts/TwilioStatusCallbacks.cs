@@ -1,0 +1,63 @@
+using Crm.Delivery.Channels.Sms;
+using Crm.Delivery.Features.Policies;
+using Dapper;
+using Npgsql;
+
+namespace Crm.Delivery.Features.Receipts;
+
+/// <summary>
+/// Twilio's StatusCallback: POST /providers/twilio/{tenant}/{account}/status, signed with
+/// X-Twilio-Signature (HMAC-SHA1 of the URL and the form, keyed with the account's auth token).
+/// A delivered receipt moves a sent message to delivered; an undelivered or failed one to failed,
+/// with Twilio's error code as the reason. Receipts are idempotent and never move a message back.
+/// </summary>
+public static class TwilioStatusCallbacks
+{
+    public const string Path = "/providers/twilio/{tenant}/{account}/status";
+
+    public static string UrlFor(string publicBaseUrl, string tenant, string accountId) =>
+        $"{publicBaseUrl.TrimEnd('/')}/providers/twilio/{Uri.EscapeDataString(tenant)}/{Uri.EscapeDataString(accountId)}/status";
+
+    public static WebApplication MapTwilioStatusCallbacks(this WebApplication app)
+    {
+        app.MapPost(Path, HandleAsync).DisableAntiforgery();
+        return app;
+    }
+
+    private static async Task<IResult> HandleAsync(string tenant, string account, HttpRequest request, TenantPolicies policies,
+        NpgsqlDataSource db, DeliveryOptions options, TimeProvider clock, CancellationToken ct)
+    {
+        if (!request.HasFormContentType) return Results.BadRequest();
+        var form = await request.ReadFormAsync(ct);
+        var policy = await policies.GetAsync(tenant, ct);
+        var row = policy.Accounts.FirstOrDefault(a => a.AccountId == account && a.Kind == "twilio");
+        if (row is null) return Results.NotFound();
+        var token = policies.Config(tenant, row).Secret;
+        var url = options.PublicBaseUrl.Length > 0
+            ? UrlFor(options.PublicBaseUrl, tenant, account)
+            : $"{request.Scheme}://{request.Host}{request.PathBase}{request.Path}";
+        var parameters = form.SelectMany(f => f.Value.Select(v => new KeyValuePair<string, string>(f.Key, v ?? "")));
+        if (token is null || !TwilioSignature.Validate(url, parameters, token, request.Headers[TwilioSignature.HeaderName]))
+            return Results.StatusCode(StatusCodes.Status403Forbidden);
+
+        var sid = form["MessageSid"].ToString();
+        var status = form["MessageStatus"].ToString();
+        var (next, reason) = status switch
+        {
+            "delivered" => ("delivered", ""),
+            "undelivered" or "failed" => ("failed", $"Twilio {status}, error {form["ErrorCode"]}"),
+            _ => ((string?)null, ""),
+        };
+        if (next is null || sid.Length == 0) return Results.NoContent(); // queued, sent, ...: nothing to record
+        var now = clock.GetUtcNow().UtcDateTime;
+        await using var conn = await db.OpenConnectionAsync(ct);
+        await conn.ExecuteAsync("""
+            WITH m AS (
+                UPDATE messages SET status = @next, reason = @reason, updated_at = @now
+                WHERE tenant_id = @tenant AND provider_message_id = @sid AND status = 'sent'
+                RETURNING tenant_id, message_id)
+            INSERT INTO message_events (tenant_id, message_id, status, reason, at) SELECT tenant_id, message_id, @next, @reason, @now FROM m
+            """, new { next, reason, now, tenant, sid });
+        return Results.NoContent();
+    }
+}
