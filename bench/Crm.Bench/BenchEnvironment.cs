@@ -99,7 +99,10 @@ public sealed class ServiceProcess(Process process, Uri grpcAddress) : IDisposab
     }
 
     /// <summary>CPU seconds of all PostgreSQL server processes.</summary>
-    public static double PostgresCpuSeconds()
+    public static double PostgresCpuSeconds() => CpuOfCommand("postgres");
+
+    /// <summary>CPU seconds of all processes with that command name.</summary>
+    public static double CpuOfCommand(string command)
     {
         double total = 0;
         foreach (var dir in Directory.EnumerateDirectories("/proc"))
@@ -107,7 +110,7 @@ public sealed class ServiceProcess(Process process, Uri grpcAddress) : IDisposab
             if (!int.TryParse(Path.GetFileName(dir), out var pid)) continue;
             try
             {
-                if (File.ReadAllText($"/proc/{pid}/comm").Trim() == "postgres") total += CpuOf(pid);
+                if (File.ReadAllText($"/proc/{pid}/comm").Trim() == command) total += CpuOf(pid);
             }
             catch (IOException) { }
             catch (UnauthorizedAccessException) { }

@@ -73,6 +73,7 @@ public static class PipelineBench
 
         var bus = Bus.Factory.CreateUsingRabbitMq(cfg => cfg.Host(new Uri(rabbit)));
         await bus.StartAsync();
+        var cpu = (Service: service.CpuSeconds(), Postgres: ServiceProcess.PostgresCpuSeconds(), Broker: ServiceProcess.CpuOfCommand("beam.smp"));
         var watch = Stopwatch.StartNew();
         for (var round = 0; round < PerContact; round++)
             foreach (var chunk in contacts.Chunk(100))
@@ -86,6 +87,8 @@ public static class PipelineBench
             var sent = await conn.ExecuteScalarAsync<long>("SELECT count(*) FROM messages WHERE status = 'sent'");
             if (sent != Messages) throw new InvalidOperationException($"only {sent} of {Messages} messages were sent");
             var rate = Messages / seconds;
+            Console.Error.WriteLine(FormattableString.Invariant(
+                $"pipeline CPU: service {service.CpuSeconds() - cpu.Service:F1} s, postgres {ServiceProcess.PostgresCpuSeconds() - cpu.Postgres:F1} s, rabbitmq {ServiceProcess.CpuOfCommand("beam.smp") - cpu.Broker:F1} s, wall {seconds:F1} s"));
             Console.WriteLine(FormattableString.Invariant(
                 $"bench pipeline: {rate:F0} msg/s, {rate / baseline:F2}x of raw RabbitMQ.Client ({Messages} messages in {seconds:F1} s; raw publish+consume {baseline:F0} msg/s)"));
         }

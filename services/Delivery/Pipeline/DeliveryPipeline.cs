@@ -127,11 +127,14 @@ public sealed class DeliveryPipeline(
             var checks = capped.Select(c => new FrequencyCaps.Check(policy, c.Message.ContactId, c.Message.MessageId, c.Rules, now)).ToList();
             var decisions = (await caps.ReserveAsync(checks)).ToList();
             var reserved = Enumerable.Range(0, checks.Count).Where(i => decisions[i].Allowed).ToList();
-            await SetReservationsAsync(tenant, reserved.Select(i => capped[i].Message.MessageId).ToArray(), now, ct);
+            // One update: the reservations into the ledger, and every message still going marked as sending
+            // (from here on, a crash never sends it twice).
+            await MarkSendingAsync(tenant, candidates.Where(c => c.Rules.Count == 0).Concat(reserved.Select(i => capped[i])).Select(c => c.Message.MessageId).ToArray(),
+                reserved.Select(i => capped[i].Message.MessageId).ToArray(), now, ct);
             var confirmed = await Task.WhenAll(reserved.Select(i => caps.ConfirmAsync(checks[i], decisions[i])));
             for (var k = 0; k < reserved.Count; k++) decisions[reserved[k]] = confirmed[k];
             var lost = reserved.Where(i => !decisions[i].Allowed).Select(i => capped[i].Message.MessageId).ToArray();
-            if (lost.Length > 0) await SetReservationsAsync(tenant, lost, null, ct);
+            if (lost.Length > 0) await ClearReservationsAsync(tenant, lost, ct);
             for (var i = 0; i < capped.Count; i++)
             {
                 if (decisions[i].Allowed) continue;
@@ -144,6 +147,7 @@ public sealed class DeliveryPipeline(
             }
         }
         if (candidates.Count == 0) return;
+        if (capped.Count == 0) await MarkSendingAsync(tenant, candidates.Select(c => c.Message.MessageId).ToArray(), [], now, ct);
 
         // 5. Provider throttle: each account's messages get their slots in one round trip; those whose slot
         // would be further away than a short wait are deferred until one comes free.
@@ -162,8 +166,7 @@ public sealed class DeliveryPipeline(
         }
         if (slotted.Count == 0) return;
 
-        // 6–7. Advertising form and send, concurrently, each attempt recorded before the provider is called.
-        await MarkSendingAsync(tenant, slotted.Select(s => s.Candidate.Message.MessageId).ToArray(), ct);
+        // 6–7. Advertising form and send, concurrently (each already recorded as sending).
         await Parallel.ForEachAsync(slotted, new ParallelOptions { MaxDegreeOfParallelism = options.Concurrency, CancellationToken = ct },
             async (s, token) =>
             {
@@ -246,14 +249,14 @@ public sealed class DeliveryPipeline(
                 outcomes.Sent(m, outcome, segments);
                 break;
             case SendOutcomeKind.Permanent:
-                outcomes.Fail(m, outcome.Reason, outcome.RecipientUnreachable);
+                outcomes.Fail(m, outcome.Reason, outcome.RecipientUnreachable, attempted: true);
                 break;
             default:
                 if (m.Attempts + 1 >= options.MaxAttempts)
-                    outcomes.Fail(m, $"gave up after {m.Attempts + 1} attempts: {outcome.Reason}", unreachable: false);
+                    outcomes.Fail(m, $"gave up after {m.Attempts + 1} attempts: {outcome.Reason}", unreachable: false, attempted: true);
                 else
                     outcomes.Defer(m, clock.GetUtcNow() + (outcome.RetryAfter ?? TimeSpan.FromSeconds(Math.Pow(2, m.Attempts + 1))),
-                        $"provider: {outcome.Reason}", null, releaseCaps: true);
+                        $"provider: {outcome.Reason}", null, releaseCaps: true, attempted: true);
                 break;
         }
     }
@@ -294,24 +297,26 @@ public sealed class DeliveryPipeline(
         return null;
     }
 
-    private async Task SetReservationsAsync(string tenant, Guid[] messageIds, DateTimeOffset? at, CancellationToken ct)
+    /// <summary>
+    /// Marks messages as sending (before any provider is called: a crash or timeout after it never
+    /// sends twice) and records their cap reservations in the ledger, in one statement.
+    /// </summary>
+    private async Task MarkSendingAsync(string tenant, Guid[] sending, Guid[] reserved, DateTimeOffset now, CancellationToken ct)
     {
-        if (messageIds.Length == 0) return;
+        if (sending.Length == 0) return;
         await using var conn = await db.OpenConnectionAsync(ct);
-        await conn.ExecuteAsync("UPDATE messages SET cap_reserved_at = @at WHERE message_id = ANY(@messageIds) AND tenant_id = @tenant",
-            new { at = at?.UtcDateTime, tenant, messageIds });
+        await conn.ExecuteAsync("""
+            UPDATE messages SET status = 'sending', updated_at = @now,
+                cap_reserved_at = CASE WHEN message_id = ANY(@reserved) THEN @now ELSE cap_reserved_at END
+            WHERE message_id = ANY(@sending) AND tenant_id = @tenant
+            """, new { now = now.UtcDateTime, tenant, sending, reserved });
     }
 
-    /// <summary>The attempt is recorded before the provider is called: a crash or timeout after it never sends twice.</summary>
-    private async Task MarkSendingAsync(string tenant, Guid[] messageIds, CancellationToken ct)
+    private async Task ClearReservationsAsync(string tenant, Guid[] messageIds, CancellationToken ct)
     {
         await using var conn = await db.OpenConnectionAsync(ct);
-        var now = clock.GetUtcNow().UtcDateTime;
-        await conn.ExecuteAsync("""
-            UPDATE messages SET status = 'sending', attempts = attempts + 1, updated_at = @now
-            WHERE message_id = ANY(@messageIds) AND tenant_id = @tenant;
-            INSERT INTO message_events (tenant_id, message_id, status, reason, at) SELECT @tenant, id, 'sending', '', @now FROM unnest(@messageIds) AS id;
-            """, new { now, tenant, messageIds });
+        await conn.ExecuteAsync("UPDATE messages SET cap_reserved_at = NULL WHERE message_id = ANY(@messageIds) AND tenant_id = @tenant",
+            new { tenant, messageIds });
     }
 
     /// <summary>Reservations of messages that did not go out are given back to the caps.</summary>

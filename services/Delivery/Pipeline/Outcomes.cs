@@ -17,7 +17,7 @@ internal sealed class Outcomes(string tenant, TimeProvider clock)
     private readonly ConcurrentDictionary<Guid, Outcome> _byMessage = new();
 
     private sealed record Outcome(MessageRow Message, string Status, string Reason, string? RuleId = null, DateTimeOffset? NotBefore = null,
-        bool ReleaseCaps = false, bool Unreachable = false, SendOutcome? Sent = null, int? Segments = null);
+        bool ReleaseCaps = false, bool Unreachable = false, SendOutcome? Sent = null, int? Segments = null, bool Attempted = false);
 
     public string Tenant { get; } = tenant;
 
@@ -25,15 +25,16 @@ internal sealed class Outcomes(string tenant, TimeProvider clock)
 
     public void Suppress(MessageRow m, string reason, string? ruleId) => _byMessage[m.MessageId] = new(m, "suppressed", reason, ruleId);
 
-    public void Defer(MessageRow m, DateTimeOffset until, string reason, string? ruleId, bool releaseCaps) =>
-        _byMessage[m.MessageId] = new(m, "deferred", reason, ruleId, until, releaseCaps);
+    public void Defer(MessageRow m, DateTimeOffset until, string reason, string? ruleId, bool releaseCaps, bool attempted = false) =>
+        _byMessage[m.MessageId] = new(m, "deferred", reason, ruleId, until, releaseCaps, Attempted: attempted);
 
-    public void Fail(MessageRow m, string reason, bool unreachable) => _byMessage[m.MessageId] = new(m, "failed", reason, ReleaseCaps: true, Unreachable: unreachable);
+    public void Fail(MessageRow m, string reason, bool unreachable, bool attempted = false) =>
+        _byMessage[m.MessageId] = new(m, "failed", reason, ReleaseCaps: true, Unreachable: unreachable, Attempted: attempted);
 
     public void Sent(MessageRow m, SendOutcome outcome, int? segments) =>
         _byMessage[m.MessageId] = new(m, "sent",
             outcome.Kind == SendOutcomeKind.Unconfirmed ? $"unconfirmed: {outcome.Reason} (not retried, to avoid a duplicate)" : "",
-            Sent: outcome, Segments: segments);
+            Sent: outcome, Segments: segments, Attempted: true);
 
     /// <summary>After an unexpected error: every message not decided yet is deferred (and its caps released).</summary>
     public void DeferUndecided(IEnumerable<MessageRow> batch, DateTimeOffset until, string reason)
@@ -52,10 +53,11 @@ internal sealed class Outcomes(string tenant, TimeProvider clock)
             UPDATE messages m SET status = o.status, reason = o.reason, rule_id = o.rule_id, not_before = coalesce(o.not_before, m.not_before),
                 sent_at = CASE WHEN o.status = 'sent' THEN @now END, provider_message_id = coalesce(o.provider_id, m.provider_message_id),
                 segments = coalesce(o.segments, m.segments),
+                attempts = m.attempts + CASE WHEN o.attempted THEN 1 ELSE 0 END,
                 cap_reserved_at = CASE WHEN o.release THEN NULL ELSE m.cap_reserved_at END,
                 claimed_until = NULL, updated_at = @now
-            FROM unnest(@ids, @statuses, @reasons, @ruleIds, @notBefores, @providerIds, @segments, @releases)
-                AS o(id, status, reason, rule_id, not_before, provider_id, segments, release)
+            FROM unnest(@ids, @statuses, @reasons, @ruleIds, @notBefores, @providerIds, @segments, @releases, @attempted)
+                AS o(id, status, reason, rule_id, not_before, provider_id, segments, release, attempted)
             WHERE m.message_id = o.id AND m.tenant_id = @tenant;
             INSERT INTO message_events (tenant_id, message_id, status, reason, at)
             SELECT @tenant, id, status, reason, @now FROM unnest(@ids, @statuses, @reasons) AS e(id, status, reason);
@@ -71,6 +73,7 @@ internal sealed class Outcomes(string tenant, TimeProvider clock)
             providerIds = all.Select(o => o.Sent?.ProviderMessageId).ToArray(),
             segments = all.Select(o => o.Segments).ToArray(),
             releases = all.Select(o => o.ReleaseCaps).ToArray(),
+            attempted = all.Select(o => o.Attempted).ToArray(),
         }, tx);
 
         var unreachable = all.Where(o => o.Unreachable).ToList();

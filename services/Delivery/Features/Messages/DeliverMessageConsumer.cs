@@ -28,8 +28,10 @@ public sealed class DeliverMessageConsumer(MessageIntake intake, DeliveryPipelin
         // A key repeated inside one command is one message.
         valid = valid.DistinctBy(r => r.IdempotencyKey).ToList();
         if (valid.Count == 0) return;
-        var ids = await intake.AcceptManyAsync(command.TenantId, valid, ct);
-        await pipeline.ProcessAsync(command.TenantId, ids, ct);
+        var (claimed, repeats) = await intake.AcceptManyAsync(command.TenantId, valid, DeliveryPipeline.Lease, ct);
+        await pipeline.ProcessClaimedAsync(claimed, ct);
+        if (repeats.Count > 0) await pipeline.ProcessAsync(command.TenantId, repeats, ct); // claims only what is still due
+
     }
 
     private static IEnumerable<FieldViolation> GetViolations(Validation v)

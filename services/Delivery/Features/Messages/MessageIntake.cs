@@ -58,9 +58,13 @@ public sealed class MessageIntake(NpgsqlDataSource db, IConnectionMultiplexer re
         return inserted is not null ? (inserted, true) : ((await FindAsync(conn, tenant, r.IdempotencyKey))!, false);
     }
 
-    /// <summary>Accepts a batch (a DeliverMessage command): one pipelined Redis round trip and one insert.</summary>
-    /// <returns>The ids of all the batch's messages, new or accepted before.</returns>
-    public async Task<IReadOnlyList<Guid>> AcceptManyAsync(string tenant, IReadOnlyList<DeliveryRequest> requests, CancellationToken ct)
+    /// <summary>
+    /// Accepts a batch (a DeliverMessage command): one pipelined Redis round trip and one insert. New
+    /// messages are inserted already claimed by this worker, so they go straight into the pipeline.
+    /// </summary>
+    /// <returns>The new messages (claimed), and the ids of repeats of keys accepted before.</returns>
+    public async Task<(IReadOnlyList<MessageRow> Claimed, IReadOnlyList<Guid> Repeats)> AcceptManyAsync(
+        string tenant, IReadOnlyList<DeliveryRequest> requests, TimeSpan lease, CancellationToken ct)
     {
         var ids = requests.Select(_ => Guid.CreateVersion7()).ToArray();
         var database = redis.GetDatabase();
@@ -69,35 +73,41 @@ public sealed class MessageIntake(NpgsqlDataSource db, IConnectionMultiplexer re
         var fresh = Enumerable.Range(0, requests.Count).Where(i => firsts[i]).ToList();
         var now = clock.GetUtcNow().UtcDateTime;
         await using var conn = await db.OpenConnectionAsync(ct);
+        var claimed = new List<MessageRow>();
         if (fresh.Count > 0)
         {
             R[] Col<R>(Func<DeliveryRequest, R> pick) => fresh.Select(i => pick(requests[i])).ToArray();
-            await conn.ExecuteAsync("""
+            claimed = (await conn.QueryAsync<MessageRow>($"""
                 WITH m AS (
                     INSERT INTO messages (tenant_id, message_id, idempotency_key, contact_id, channel, purpose, campaign_id, category,
-                        subject, text_body, html_body, on_cap, ignore_caps, expires_at, status, reason, created_at, updated_at)
+                        subject, text_body, html_body, on_cap, ignore_caps, expires_at, status, reason, claimed_until, created_at, updated_at)
                     SELECT @tenant, r.id, r.key, r.contact_id, r.channel, r.purpose, r.campaign_id, r.category,
-                        r.subject, r.text_body, r.html_body, r.on_cap, r.ignore_caps, r.expires_at, 'accepted', '', @now, @now
+                        r.subject, r.text_body, r.html_body, r.on_cap, r.ignore_caps, r.expires_at, 'accepted', '', @until, @now, @now
                     FROM unnest(@ids, @keys, @contactIds, @channels, @purposes, @campaignIds, @categories, @subjects, @textBodies, @htmlBodies,
                                 @onCaps, @ignoreCaps, @expiresAts)
                          AS r(id, key, contact_id, channel, purpose, campaign_id, category, subject, text_body, html_body, on_cap, ignore_caps, expires_at)
                     ON CONFLICT (tenant_id, idempotency_key) DO NOTHING
-                    RETURNING message_id)
-                INSERT INTO message_events (tenant_id, message_id, status, reason, at) SELECT @tenant, message_id, 'accepted', '', @now FROM m
+                    RETURNING {MessageRow.Columns}),
+                e AS (
+                    INSERT INTO message_events (tenant_id, message_id, status, reason, at) SELECT @tenant, message_id, 'accepted', '', @now FROM m)
+                SELECT {MessageRow.Columns} FROM m
                 """, new
             {
-                tenant, now,
+                tenant, now, until = now + lease,
                 ids = fresh.Select(i => ids[i]).ToArray(),
                 keys = Col(r => r.IdempotencyKey), contactIds = Col(r => r.ContactId), channels = Col(r => r.Channel), purposes = Col(r => r.Purpose),
                 campaignIds = Col(r => r.CampaignId), categories = Col(r => r.Category), subjects = Col(r => r.Subject),
                 textBodies = Col(r => r.TextBody), htmlBodies = Col(r => r.HtmlBody), onCaps = Col(r => r.OnCap), ignoreCaps = Col(r => r.IgnoreCaps),
                 expiresAts = Col(r => r.ExpiresAt?.UtcDateTime),
-            });
+            })).AsList();
         }
-        // Every key's message as stored: new ones, and repeats of keys accepted before.
-        return (await conn.QueryAsync<Guid>(
+        if (claimed.Count == requests.Count) return (claimed, []);
+        // Keys Redis or the unique row had seen: their messages, wherever they are in the pipeline.
+        var mine = claimed.Select(m => m.IdempotencyKey).ToHashSet(StringComparer.Ordinal);
+        var repeats = (await conn.QueryAsync<Guid>(
             "SELECT m.message_id FROM unnest(@keys) AS k(key) CROSS JOIN LATERAL (SELECT message_id FROM messages WHERE tenant_id = @tenant AND idempotency_key = k.key LIMIT 1) m",
-            new { tenant, keys = requests.Select(r => r.IdempotencyKey).ToArray() })).AsList();
+            new { tenant, keys = requests.Select(r => r.IdempotencyKey).Where(k => !mine.Contains(k)).ToArray() })).AsList();
+        return (claimed, repeats);
     }
 
     private static Task<MessageRow?> FindAsync(NpgsqlConnection conn, string tenant, string key) =>
