@@ -272,6 +272,12 @@ public sealed class ContactsApiTests(ContactsFixture fx)
         Assert.True(byPhone.Contact.Suppressed);
         var stranger = await Client.UpsertContactAsync(new UpsertContactRequest { ExternalId = "someone-else" }, fx.As(t));
         Assert.False(stranger.Contact.Suppressed);
+
+        // The imports recognise the same hashes (computed in SQL there).
+        await Imports.ContactsAsync(Client, fx.As(t), "id,email\nimported-1,SeoYeon@Example.KR\nimported-2,other@example.kr\n",
+            new ContactColumns { ExternalId = "id", Email = "email" });
+        var imported = await Client.ListContactsAsync(new ListContactsRequest { Query = "imported-" }, fx.As(t));
+        Assert.Equal([true, false], imported.Contacts.OrderBy(x => x.ExternalId).Select(x => x.Suppressed));
     }
 
     [Fact]

@@ -91,7 +91,7 @@ public static class ContactFields
         return s;
     }
 
-    /// <summary>Suppression entries keep only this hash of an erased identity.</summary>
+    /// <summary>Suppression entries keep only this hash of an erased identity (the SQL function suppression_hash is the same).</summary>
     public static byte[] SuppressionHash(string tenantId, string kind, string value) =>
         SHA256.HashData(Encoding.UTF8.GetBytes($"{tenantId}\n{kind}\n{value}"));
 

@@ -73,9 +73,9 @@ public sealed class ContactImport(ContactColumns mapping, WorkspaceSettings work
                 SELECT @tenant, gen_random_uuid(), s.external_id, s.name, s.email, s.phone, s.locale, s.time_zone, s.attributes,
                        ARRAY(SELECT DISTINCT t FROM unnest(s.tags) t ORDER BY t),
                        EXISTS (SELECT 1 FROM suppressions x WHERE x.tenant_id = @tenant AND x.value_hash IN (
-                           sha256(convert_to(@tenant || E'\n' || 'external_id' || E'\n' || s.external_id, 'UTF8')),
-                           sha256(convert_to(@tenant || E'\n' || 'email' || E'\n' || lower(coalesce(s.email, '')), 'UTF8')),
-                           sha256(convert_to(@tenant || E'\n' || 'phone' || E'\n' || coalesce(s.phone, ''), 'UTF8'))))
+                           suppression_hash(@tenant, 'external_id', s.external_id),
+                           suppression_hash(@tenant, 'email', lower(coalesce(s.email, ''))),
+                           suppression_hash(@tenant, 'phone', coalesce(s.phone, ''))))
                 FROM src s
                 ON CONFLICT (tenant_id, external_id) DO UPDATE SET
                     name = coalesce(excluded.name, c.name),

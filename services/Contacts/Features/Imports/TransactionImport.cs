@@ -210,7 +210,7 @@ public sealed class TransactionImport
                 INSERT INTO contacts (tenant_id, contact_id, external_id, suppressed)
                 SELECT @tenant, gen_random_uuid(), c, EXISTS (
                     SELECT 1 FROM suppressions s WHERE s.tenant_id = @tenant
-                      AND s.value_hash = sha256(convert_to(@tenant || E'\n' || 'external_id' || E'\n' || c, 'UTF8')))
+                      AND s.value_hash = suppression_hash(@tenant, 'external_id', c))
                 FROM unnest(@customers) AS c
                 ON CONFLICT (tenant_id, external_id) DO NOTHING
                 RETURNING contact_id, external_id)

@@ -173,7 +173,7 @@ public sealed partial class ContactsGrpcService
             INSERT INTO contacts (tenant_id, contact_id, external_id, suppressed)
             SELECT @tenant, gen_random_uuid(), e, EXISTS (
                 SELECT 1 FROM suppressions s WHERE s.tenant_id = @tenant
-                  AND s.value_hash = sha256(convert_to(@tenant || E'\n' || 'external_id' || E'\n' || e, 'UTF8')))
+                  AND s.value_hash = suppression_hash(@tenant, 'external_id', e))
             FROM unnest(@externalIds) AS e
             ON CONFLICT (tenant_id, external_id) DO NOTHING
             """, new { tenant, externalIds }, tx);
