@@ -18,6 +18,14 @@ for db in crm_contacts crm_delivery; do
   psql -d postgres -Atqc "SELECT 1 FROM pg_database WHERE datname = '$db'" | grep -q 1 || psql -d postgres -qc "CREATE DATABASE $db"
 done
 
+# Our fixed ports must be free (a `make run` still running elsewhere would answer the demo instead).
+for port in 5100 5101 5200 5201 5990 2525; do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    echo "port $port is in use (is another \`make run\` still running?); stop it and try again" >&2
+    exit 1
+  fi
+done
+
 echo "building…"
 dotnet build Crm.Platform.sln -c Release -nologo -clp:ErrorsOnly >/dev/null
 

@@ -13,16 +13,22 @@ public static class Fakes
         await twilio.StartAsync();
         await smtp.StartAsync();
         Console.WriteLine($"fake Twilio API on {twilio.BaseUri} (account {twilio.AccountSid}, token {twilio.AuthToken}); fake SMTP on {smtp.Host}:{smtp.Port}");
+        // The fakes host a web server whose lifetime takes over SIGTERM; stop on it (and Ctrl-C) ourselves.
+        using var stop = new CancellationTokenSource();
+        using var term = System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGTERM, _ => stop.Cancel());
+        using var interrupt = System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGINT, _ => stop.Cancel());
         int seenSms = 0, seenMail = 0;
-        while (true)
+        while (!stop.IsCancellationRequested)
         {
-            foreach (var m in twilio.Messages.Skip(seenSms))
+            var texts = twilio.Messages; // one snapshot, so nothing arriving meanwhile is skipped
+            foreach (var m in texts.Skip(seenSms))
                 Console.WriteLine($"SMS to {m.To} ({m.Segments} segments): {m.Body.Replace('\n', ' ')}");
-            seenSms = twilio.Messages.Count;
-            foreach (var e in smtp.Messages.Skip(seenMail))
+            seenSms = texts.Count;
+            var mails = smtp.Messages;
+            foreach (var e in mails.Skip(seenMail))
                 Console.WriteLine($"EMAIL to {string.Join(", ", e.Recipients)}: {e.Subject} | List-Unsubscribe: {e.Header("List-Unsubscribe")}");
-            seenMail = smtp.Messages.Count;
-            await Task.Delay(200);
+            seenMail = mails.Count;
+            try { await Task.Delay(200, stop.Token); } catch (OperationCanceledException) { }
         }
     }
 }
