@@ -117,7 +117,13 @@ public sealed class DeliveryPipelineTests(DeliveryFixture fx)
 
             fx.Clock.Set(new DateTimeOffset(2026, 11, 24, 8, 0, 1, TimeSpan.FromHours(9)));
             await Eventually(() => fx.Twilio.Messages.Any(r => r.To == "+821055556666"));
-            var released = await fx.Client.GetMessageAsync(new GetMessageRequest { MessageId = m.MessageId }, fx.As(t));
+            // The provider has it; the outcome is written right after the answer.
+            Message released;
+            var deadline = DateTime.UtcNow.AddSeconds(10);
+            do
+            {
+                released = await fx.Client.GetMessageAsync(new GetMessageRequest { MessageId = m.MessageId }, fx.As(t));
+            } while (released.Status != MessageStatus.Sent && DateTime.UtcNow < deadline && await Task.Delay(50).ContinueWith(_ => true));
             Assert.Equal([MessageStatus.Accepted, MessageStatus.Deferred, MessageStatus.Sent], released.Timeline.Select(s => s.Status));
         }
         finally
