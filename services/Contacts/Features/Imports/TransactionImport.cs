@@ -155,7 +155,8 @@ public sealed class TransactionImport
         var fresh = orders.Values.Where(f => !known.ContainsKey(f.OrderId)).ToList();
         var appended = orders.Values.Where(f => known.TryGetValue(f.OrderId, out var ours) && ours).ToList();
 
-        var contactIds = await EnsureCustomersAsync(conn, tx, fresh.Select(f => f.CustomerId).OfType<string>().Distinct().ToArray(), ct);
+        var (contactIds, created) = await PurchaseContacts.EnsureAsync(conn, tx, _run.Tenant, fresh.Select(f => f.CustomerId).OfType<string>().Distinct().ToArray(), ct);
+        _contactsCreated += created;
         var recorded = new List<RecordedOrder>(fresh.Count + appended.Count);
 
         var copy = new PgBinaryCopy(fresh.Count * 1024 + 64);
@@ -195,34 +196,6 @@ public sealed class TransactionImport
 
         // Events carry state: an appended order is announced again with its new total.
         await Outbox.EnqueueManyAsync(conn, tx, recorded.Chunk(OrdersPerEvent).Select(c => new TransactionsRecorded(_run.Tenant, c)));
-    }
-
-    /// <summary>
-    /// Contact ids of the batch's customers, creating those seen for the first time. A contact known
-    /// only from purchases has no profile to announce: it reaches projections through the ContactId
-    /// of TransactionsRecorded, and ContactUpserted follows once a profile is upserted.
-    /// </summary>
-    private async Task<Dictionary<string, Guid>> EnsureCustomersAsync(NpgsqlConnection conn, NpgsqlTransaction tx, string[] customers, CancellationToken ct)
-    {
-        if (customers.Length == 0) return new Dictionary<string, Guid>(StringComparer.Ordinal);
-        var rows = (await conn.QueryAsync<(string ExternalId, Guid ContactId, bool Created)>(new CommandDefinition("""
-            WITH created AS (
-                INSERT INTO contacts (tenant_id, contact_id, external_id, suppressed)
-                SELECT @tenant, gen_random_uuid(), c, EXISTS (
-                    SELECT 1 FROM suppressions s WHERE s.tenant_id = @tenant
-                      AND s.value_hash = suppression_hash(@tenant, 'external_id', c))
-                FROM unnest(@customers) AS c
-                ON CONFLICT (tenant_id, external_id) DO NOTHING
-                RETURNING contact_id, external_id)
-            SELECT external_id, contact_id, true FROM created
-            UNION ALL
-            SELECT u.external_id, c.contact_id, false
-            FROM unnest(@customers) AS u(external_id)
-            CROSS JOIN LATERAL (
-                SELECT contact_id FROM contacts WHERE tenant_id = @tenant AND external_id = u.external_id LIMIT 1) c
-            """, new { tenant = _run.Tenant, customers }, tx, cancellationToken: ct))).AsList();
-        _contactsCreated += rows.Count(r => r.Created);
-        return rows.ToDictionary(r => r.ExternalId, r => r.ContactId, StringComparer.Ordinal);
     }
 
     private void MapColumns(ColumnMap map)

@@ -35,8 +35,8 @@ public sealed partial class ContactsGrpcService
         await using var tx = await conn.BeginTransactionAsync(ct);
 
         // Transactions first: a purchase by an unknown customer id creates the contact.
-        var byExternalId = await EnsureContactsAsync(conn, tx, tenant,
-            request.Orders.Where(o => o.Contact is { ExternalId.Length: > 0 }).Select(o => o.Contact.ExternalId.Trim()).Distinct().ToArray());
+        var (byExternalId, _) = await PurchaseContacts.EnsureAsync(conn, tx, tenant,
+            request.Orders.Where(o => o.Contact is { ExternalId.Length: > 0 }).Select(o => o.Contact.ExternalId.Trim()).Distinct().ToArray(), ct);
         for (var i = 0; i < orders.Count; i++)
         {
             var reference = request.Orders[i].Contact;
@@ -162,25 +162,6 @@ public sealed partial class ContactsGrpcService
         };
         summary.TotalSpend.AddRange(totals.Select(t => new CurrencyTotal { Currency = t.Currency, Total = t.Total.ToString(CultureInfo.InvariantCulture) }));
         return summary;
-    }
-
-    /// <summary>Contact ids for external ids, creating the contacts that do not exist yet.</summary>
-    private static async Task<Dictionary<string, Guid>> EnsureContactsAsync(NpgsqlConnection conn, NpgsqlTransaction tx, string tenant, string[] externalIds)
-    {
-        if (externalIds.Length == 0) return new Dictionary<string, Guid>(StringComparer.Ordinal);
-        // A contact known only from purchases has no profile to announce; TransactionsRecorded carries its id.
-        await conn.ExecuteAsync("""
-            INSERT INTO contacts (tenant_id, contact_id, external_id, suppressed)
-            SELECT @tenant, gen_random_uuid(), e, EXISTS (
-                SELECT 1 FROM suppressions s WHERE s.tenant_id = @tenant
-                  AND s.value_hash = suppression_hash(@tenant, 'external_id', e))
-            FROM unnest(@externalIds) AS e
-            ON CONFLICT (tenant_id, external_id) DO NOTHING
-            """, new { tenant, externalIds }, tx);
-        var all = await conn.QueryAsync<(string ExternalId, Guid ContactId)>(
-            "SELECT c.external_id, c.contact_id FROM unnest(@externalIds) AS u(external_id) JOIN contacts c ON c.tenant_id = @tenant AND c.external_id = u.external_id",
-            new { tenant, externalIds }, tx);
-        return all.ToDictionary(r => r.ExternalId, r => r.ContactId, StringComparer.Ordinal);
     }
 
     private static ParsedOrder ParseOrder(Order o, string path, Validation v)
