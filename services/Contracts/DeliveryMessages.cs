@@ -5,7 +5,11 @@ namespace Crm.Contracts.Delivery;
 /// <summary>Send messages through the delivery pipeline; Campaigns fans out with batches of recipients.</summary>
 public sealed record DeliverMessage(string TenantId, IReadOnlyList<DeliveryRequest> Messages);
 
-/// <summary>One message. Channel: email, sms. Purpose: marketing, transactional. OnCap: suppress, defer.</summary>
+/// <summary>
+/// One message. Channel: email, sms. Purpose: marketing, transactional. OnCap: suppress, defer.
+/// QuietStart/QuietEnd ("21:00", "08:00") replace the tenant's quiet hours for this message;
+/// ProviderAccountId picks an account other than the channel's default.
+/// </summary>
 public sealed record DeliveryRequest(
     string IdempotencyKey,
     Guid ContactId,
@@ -18,7 +22,10 @@ public sealed record DeliveryRequest(
     string? HtmlBody = null,
     bool IgnoreCaps = false,
     string OnCap = "suppress",
-    DateTimeOffset? ExpiresAt = null);
+    DateTimeOffset? ExpiresAt = null,
+    string? QuietStart = null,
+    string? QuietEnd = null,
+    string? ProviderAccountId = null);
 
 public sealed record MessageSent(
     string TenantId, Guid MessageId, Guid ContactId, string Channel, string? CampaignId,

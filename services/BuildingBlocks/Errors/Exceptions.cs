@@ -41,6 +41,8 @@ public sealed class Validation
 
     public bool IsValid => _violations.Count == 0;
 
+    public IReadOnlyList<FieldViolation> Violations => _violations;
+
     public void ThrowIfInvalid()
     {
         if (_violations.Count > 0) throw new InvalidArgumentException(_violations.ToArray());

@@ -23,22 +23,15 @@ public sealed class DeliverMessageConsumer(MessageIntake intake, DeliveryPipelin
             MessageIntake.Validate(r, "", v);
             if (v.IsValid) valid.Add(r);
             else logger.LogWarning("DeliverMessage for {Tenant} rejected {Key}: {Problems}", command.TenantId, r.IdempotencyKey,
-                new InvalidArgumentException([.. GetViolations(v)]).Message);
+                string.Join("; ", v.Violations.Select(x => $"{x.Field}: {x.Description}")));
         }
         // A key repeated inside one command is one message.
         valid = valid.DistinctBy(r => r.IdempotencyKey).ToList();
         if (valid.Count == 0) return;
         var (claimed, repeats) = await intake.AcceptManyAsync(command.TenantId, valid, DeliveryPipeline.Lease, ct);
         await pipeline.ProcessClaimedAsync(claimed, ct);
-        if (repeats.Count > 0) await pipeline.ProcessAsync(command.TenantId, repeats, ct); // claims only what is still due
+        if (repeats.Count > 0) await pipeline.ProcessAsync(command.TenantId, [.. repeats.Values], ct); // claims only what is still due
 
-    }
-
-    private static IEnumerable<FieldViolation> GetViolations(Validation v)
-    {
-        try { v.ThrowIfInvalid(); }
-        catch (InvalidArgumentException e) { return e.Violations; }
-        return [];
     }
 }
 

@@ -21,7 +21,7 @@ public sealed partial class DeliveryGrpcService
         var v = new Validation();
         var r = ToRequest(request, "", v);
         v.ThrowIfInvalid();
-        return await SendAsync(caller.TenantId, request, r, context.CancellationToken);
+        return (await SendAsync(caller.TenantId, [r], context.CancellationToken))[0];
     }
 
     public override async Task<SendMessagesResponse> SendMessages(SendMessagesRequest request, ServerCallContext context)
@@ -32,8 +32,7 @@ public sealed partial class DeliveryGrpcService
         var requests = request.Messages.Select((m, i) => ToRequest(m, $"messages[{i}].", v)).ToList();
         v.ThrowIfInvalid();
         var response = new SendMessagesResponse();
-        for (var i = 0; i < requests.Count; i++)
-            response.Messages.Add(await SendAsync(caller.TenantId, request.Messages[i], requests[i], context.CancellationToken));
+        response.Messages.AddRange(await SendAsync(caller.TenantId, requests, context.CancellationToken));
         return response;
     }
 
@@ -91,26 +90,30 @@ public sealed partial class DeliveryGrpcService
         return response;
     }
 
-    private async Task<Message> SendAsync(string tenant, SendMessageRequest request, DeliveryRequest r, CancellationToken ct)
+    /// <summary>Accepts the messages and runs them through the pipeline (as one batch) before answering.</summary>
+    private async Task<IReadOnlyList<Message>> SendAsync(string tenant, IReadOnlyList<DeliveryRequest> requests, CancellationToken ct)
     {
-        var (message, _) = await _intake.AcceptAsync(tenant, r, NullIfEmpty(request.QuietStart), NullIfEmpty(request.QuietEnd),
-            NullIfEmpty(request.ProviderAccountId), ct);
-        await _pipeline.ProcessAsync(tenant, message.MessageId, ct);
-        return (await LoadAsync(tenant, message.MessageId, ct))!;
+        var (claimed, repeats) = await _intake.AcceptManyAsync(tenant, requests, Pipeline.DeliveryPipeline.Lease, ct);
+        await _pipeline.ProcessClaimedAsync(claimed, ct);
+        if (repeats.Count > 0) await _pipeline.ProcessAsync(tenant, [.. repeats.Values], ct);
+        var ids = claimed.ToDictionary(m => m.IdempotencyKey, m => m.MessageId, StringComparer.Ordinal);
+        foreach (var (key, id) in repeats) ids[key] = id;
+        var messages = new List<Message>(requests.Count);
+        foreach (var r in requests) messages.Add((await LoadAsync(tenant, ids[r.IdempotencyKey], ct))!);
+        return messages;
     }
 
     private static DeliveryRequest ToRequest(SendMessageRequest m, string path, Validation v)
     {
         Guid.TryParse(m.ContactId, out var contactId);
         if (m.ContactId.Length > 0 && contactId == Guid.Empty) v.Add($"{path}contact_id", "is not a UUID");
-        if ((m.QuietStart.Length > 0 || m.QuietEnd.Length > 0) && !Pipeline.SendingWindow.TryParseWindow(m.QuietStart, m.QuietEnd, out _))
-            v.Add($"{path}quiet_start", "quiet_start and quiet_end must both be HH:mm");
         var r = new DeliveryRequest(
             m.IdempotencyKey, contactId,
             m.Channel switch { V1.Channel.Email => "email", V1.Channel.Sms => "sms", _ => "" },
             m.Purpose switch { V1.Purpose.Marketing => "marketing", V1.Purpose.Transactional => "transactional", _ => "" },
             NullIfEmpty(m.CampaignId), NullIfEmpty(m.Category), NullIfEmpty(m.Subject), NullIfEmpty(m.TextBody), NullIfEmpty(m.HtmlBody),
-            m.IgnoreCaps, m.OnCap == CapAction.Defer ? "defer" : "suppress", m.ExpiresAt?.ToDateTimeOffset());
+            m.IgnoreCaps, m.OnCap == CapAction.Defer ? "defer" : "suppress", m.ExpiresAt?.ToDateTimeOffset(),
+            NullIfEmpty(m.QuietStart), NullIfEmpty(m.QuietEnd), NullIfEmpty(m.ProviderAccountId));
         MessageIntake.Validate(r, path, v);
         return r;
     }
