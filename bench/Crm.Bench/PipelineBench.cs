@@ -31,7 +31,7 @@ public static class PipelineBench
 
         var db = await env.FreshDatabaseAsync("crm_bench_delivery");
         var vhost = $"bench-{Guid.NewGuid():N}";
-        var rabbit = await CreateVhostAsync(vhost);
+        var rabbit = await Crm.TestSupport.TestServers.CreateVirtualHostAsync(vhost);
         using var service = await env.StartServiceAsync("Crm.Delivery", new Dictionary<string, string>
         {
             ["ConnectionStrings:Postgres"] = db,
@@ -123,18 +123,5 @@ public static class PipelineBench
         var rate = Messages / watch.Elapsed.TotalSeconds;
         await publishChannel.QueueDeleteAsync(queue); // quorum queues cannot be auto-delete
         return rate;
-    }
-
-    private static async Task<string> CreateVhostAsync(string name)
-    {
-        var mgmt = new Uri(Environment.GetEnvironmentVariable("CRM_RABBITMQ_MGMT")!);
-        var amqp = new Uri(Environment.GetEnvironmentVariable("CRM_RABBITMQ")!);
-        using var http = new HttpClient { BaseAddress = new Uri($"{mgmt.Scheme}://{mgmt.Host}:{mgmt.Port}/") };
-        http.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Basic",
-            Convert.ToBase64String(Encoding.UTF8.GetBytes(Uri.UnescapeDataString(mgmt.UserInfo))));
-        (await http.PutAsync($"api/vhosts/{name}", new StringContent("{}", Encoding.UTF8, "application/json"))).EnsureSuccessStatusCode();
-        (await http.PutAsync($"api/permissions/{name}/{amqp.UserInfo.Split(':')[0]}",
-            new StringContent("""{"configure":".*","write":".*","read":".*"}""", Encoding.UTF8, "application/json"))).EnsureSuccessStatusCode();
-        return new UriBuilder(amqp) { Path = "/" + name }.Uri.ToString();
     }
 }

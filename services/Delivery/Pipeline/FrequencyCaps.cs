@@ -177,7 +177,7 @@ public sealed class FrequencyCaps(IConnectionMultiplexer redis, NpgsqlDataSource
 
     /// <summary>Every rule of the tenant, so that one load serves all of the contact's future checks.</summary>
     private static List<CapRule> AllRules(TenantPolicy policy) =>
-        [.. policy.Rules, .. policy.RulesFor("sms", "transactional", null).Where(r => r.Scope == "transactional")];
+        [.. policy.Rules, policy.TransactionalSafetyRule];
 
     private RedisKey[] RuleKeys(Check c) => [.. c.Rules.Select(r => (RedisKey)RuleKey(c.Policy.TenantId, c.ContactId, r))];
 

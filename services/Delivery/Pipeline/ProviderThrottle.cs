@@ -38,10 +38,9 @@ public sealed class ProviderThrottle(IConnectionMultiplexer redis, DeliveryOptio
     {
         // 10% under the rate: a message delayed on its way must not bring the next one too close at the provider.
         var interval = (long)Math.Ceiling(1_000_000.0 / messagesPerSecond * 1.1);
-        var nowMicros = (now - DateTimeOffset.UnixEpoch).Ticks / 10;
         var reply = (RedisResult[])(await redis.GetDatabase().ScriptEvaluateAsync(Script,
             [(RedisKey)$"{options.RedisKeyPrefix}{{p:{tenant}:{accountId}}}:rate"],
-            [nowMicros, interval, count, longestWait.Ticks / 10]))!;
+            [Micros(now), interval, count, longestWait.Ticks / 10]))!;
         var first = (long)reply[0];
         var granted = (int)reply[1];
         var retry = Math.Max((long)reply[2], 1000);

@@ -38,10 +38,13 @@ public sealed record TenantPolicy(string TenantId, DeliverySettings Settings, IR
     public IReadOnlyList<CapRule> RulesFor(string channel, string purpose, string? category)
     {
         var rules = Rules.Where(r => r.Applies(channel, purpose, category)).ToList();
-        if (purpose == "transactional")
-            rules.Add(new CapRule(CapRule.TransactionalSafetyId, "transactional", "", Settings.TransactionalHourlyLimit, TimeSpan.FromHours(1)));
+        if (purpose == "transactional") rules.Add(TransactionalSafetyRule);
         return rules;
     }
+
+    /// <summary>The safety cap of transactional messages per contact (against runaway loops).</summary>
+    public CapRule TransactionalSafetyRule =>
+        new(CapRule.TransactionalSafetyId, "transactional", "", Settings.TransactionalHourlyLimit, TimeSpan.FromHours(1));
 
     public ProviderAccountRow? Account(string channel, string? accountId) =>
         accountId is { Length: > 0 }
