@@ -38,6 +38,14 @@ for trx in "$results"/*.trx; do
   passed=$((passed + ${p:-0}))
   failed=$((failed + ${f:-0}))
 done
+# A recap of failures at the end, where a reader of the last lines of CI output will see it.
+for trx in "$results"/*.trx; do
+  awk '
+    /<UnitTestResult / && /outcome="Failed"/ { match($0, /testName="[^"]*"/); name = substr($0, RSTART + 10, RLENGTH - 11); want = 1 }
+    want && /<Message>/ { msg = $0; sub(/.*<Message>/, "", msg); sub(/<\/Message>.*/, "", msg);
+                          printf "FAILED %s: %s\n", name, substr(msg, 1, 400); want = 0 }
+  ' "$trx"
+done
 # The Helm chart: helm lint + template, every manifest validated against the Kubernetes schemas.
 if scripts/chart-check.sh; then passed=$((passed + 1)); else echo "chart check failed"; failed=$((failed + 1)); fi
 

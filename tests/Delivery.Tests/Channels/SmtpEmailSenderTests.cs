@@ -145,7 +145,7 @@ public sealed class SmtpEmailSenderTests : IAsyncLifetime
 
         Assert.Equal(SendOutcomeKind.Unconfirmed, outcome.Kind);
         Assert.Equal(1, outcome.Attempts);
-        Assert.True(Assert.Single(_smtp.FaultsServed).Hung);
+        Assert.True(Assert.Single(await _smtp.WaitForFaultsAsync(1, Wait)).Hung);
         Assert.Empty(_retries.Delays);
     }
 

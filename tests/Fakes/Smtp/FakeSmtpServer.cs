@@ -70,6 +70,14 @@ public sealed class FakeSmtpServer : IAsyncDisposable
         _messages.WaitForCountAsync(count, timeout, got => string.Join("; ", got), cancellationToken);
 
     /// <summary>
+    /// Waits until at least <paramref name="count"/> faults were served. A client can give up (time
+    /// out) before the server has read far enough to serve the fault, so tests wait for it.
+    /// </summary>
+    public Task<IReadOnlyList<SmtpFaultEvent>> WaitForFaultsAsync(
+        int count, TimeSpan timeout, CancellationToken cancellationToken = default) =>
+        _faults.WaitForCountAsync(count, timeout, got => string.Join("; ", got), cancellationToken);
+
+    /// <summary>
     /// The next <paramref name="count"/> messages (whatever their recipients) get
     /// <paramref name="code"/> <paramref name="text"/> at <paramref name="stage"/>; e.g.
     /// <c>(1, SmtpStage.Rcpt, 550, "5.1.1 User unknown")</c> or <c>(2, SmtpStage.DataEnd, 451, "4.3.0 Try again later")</c>.
