@@ -39,6 +39,15 @@ public sealed record MessageSuppressed(
     string TenantId, Guid MessageId, Guid ContactId, string Channel, string? CampaignId,
     string Reason, string? RuleId, DateTimeOffset SuppressedAt);
 
+/// <summary>The messages of one pipeline batch that went out (one event per batch, not per message).</summary>
+public sealed record MessagesSent(string TenantId, IReadOnlyList<MessageSent> Messages);
+
+/// <summary>The messages of one pipeline batch that were suppressed, each with its reason and rule.</summary>
+public sealed record MessagesSuppressed(string TenantId, IReadOnlyList<MessageSuppressed> Messages);
+
+/// <summary>The messages of one pipeline batch that failed for good.</summary>
+public sealed record MessagesFailed(string TenantId, IReadOnlyList<MessageFailed> Messages);
+
 /// <summary>A provider said the address cannot take messages (Twilio 21610 unsubscribed, 21211 invalid, SMTP 550).</summary>
 public sealed record ChannelUnreachable(
     string TenantId, Guid ContactId, string Channel, string Reason, DateTimeOffset OccurredAt);

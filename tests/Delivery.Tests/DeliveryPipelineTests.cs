@@ -190,6 +190,29 @@ public sealed class DeliveryPipelineTests(DeliveryFixture fx)
     }
 
     [Fact]
+    public async Task Should_publish_one_event_per_batch_and_outcome_naming_each_message()
+    {
+        var t = await fx.NewWorkspaceAsync();
+        var a = await fx.NewContactAsync(t, phone: "+821055550001", consents: [SmsMarketingIn, SmsNightIn]);
+        var b = await fx.NewContactAsync(t, phone: "+821055550002", consents: [SmsMarketingIn, SmsNightIn]);
+        var silent = await fx.NewContactAsync(t, phone: "+821055550003", consents: []);
+        var batch = await fx.Client.SendMessagesAsync(new SendMessagesRequest { Messages = { Sms(a, "batch-a"), Sms(b, "batch-b"), Sms(silent, "batch-c") } }, fx.As(t));
+        Assert.Equal([MessageStatus.Sent, MessageStatus.Sent, MessageStatus.Suppressed], batch.Messages.Select(m => m.Status));
+
+        await using var conn = new NpgsqlConnection(fx.ConnectionString);
+        var events = (await conn.QueryAsync<(string Type, string Payload)>(
+            "SELECT message_type, payload::text FROM outbox_messages WHERE payload->>'tenantId' = @t ORDER BY id", new { t })).ToList();
+        var sent = Assert.Single(events, e => e.Type.StartsWith("Crm.Contracts.Delivery.MessagesSent,", StringComparison.Ordinal));
+        var suppressed = Assert.Single(events, e => e.Type.StartsWith("Crm.Contracts.Delivery.MessagesSuppressed,", StringComparison.Ordinal));
+        var sentBatch = System.Text.Json.JsonSerializer.Deserialize<MessagesSent>(sent.Payload, Crm.BuildingBlocks.Outbox.Outbox.Json)!;
+        Assert.Equal(new[] { a, b }.Order(), sentBatch.Messages.Select(m => m.ContactId).Order());
+        Assert.All(sentBatch.Messages, m => Assert.StartsWith("SM", m.ProviderMessageId, StringComparison.Ordinal));
+        var suppressedOne = Assert.Single(System.Text.Json.JsonSerializer.Deserialize<MessagesSuppressed>(suppressed.Payload, Crm.BuildingBlocks.Outbox.Outbox.Json)!.Messages);
+        Assert.Equal(silent, suppressedOne.ContactId);
+        Assert.Equal("consent: no marketing opt-in on sms", suppressedOne.Reason);
+    }
+
+    [Fact]
     public async Task Should_never_exceed_one_message_a_second_on_a_long_code()
     {
         var t = await fx.NewWorkspaceAsync(smsPerSecond: 1);

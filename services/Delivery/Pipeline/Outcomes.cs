@@ -10,7 +10,7 @@ namespace Crm.Delivery.Pipeline;
 
 /// <summary>
 /// What happened to each message of a batch, written at the end in one transaction: the status and
-/// reason on the message, a step on its timeline, and the event in the outbox.
+/// reason on the message, a step on its timeline, and the batch's events in the outbox.
 /// </summary>
 internal sealed class Outcomes(string tenant, TimeProvider clock)
 {
@@ -50,7 +50,7 @@ internal sealed class Outcomes(string tenant, TimeProvider clock)
         await using var conn = await db.OpenConnectionAsync(ct);
         await using var tx = await conn.BeginTransactionAsync(ct);
         await conn.ExecuteAsync("""
-            UPDATE messages m SET status = o.status, reason = o.reason, rule_id = o.rule_id, not_before = coalesce(o.not_before, m.not_before),
+            UPDATE messages m SET status = o.status, reason = o.reason, rule_id = o.rule_id, not_before = o.not_before,
                 sent_at = CASE WHEN o.status = 'sent' THEN @now END, provider_message_id = coalesce(o.provider_id, m.provider_message_id),
                 segments = coalesce(o.segments, m.segments),
                 attempts = m.attempts + CASE WHEN o.attempted THEN 1 ELSE 0 END,
@@ -61,6 +61,9 @@ internal sealed class Outcomes(string tenant, TimeProvider clock)
             WHERE m.message_id = o.id AND m.tenant_id = @tenant;
             INSERT INTO message_events (tenant_id, message_id, status, reason, at)
             SELECT @tenant, id, status, reason, @now FROM unnest(@ids, @statuses, @reasons) AS e(id, status, reason);
+            INSERT INTO message_provider_ids (tenant_id, provider_message_id, message_id)
+            SELECT @tenant, provider_id, id FROM unnest(@ids, @providerIds) AS p(id, provider_id) WHERE provider_id IS NOT NULL
+            ON CONFLICT DO NOTHING;
             """, new
         {
             tenant = Tenant,
@@ -85,12 +88,17 @@ internal sealed class Outcomes(string tenant, TimeProvider clock)
                 new { tenant = Tenant, contacts = channel.Select(o => o.Message.ContactId).ToArray() }, tx);
         }
 
-        await Outbox.EnqueueManyAsync(conn, tx, all.Where(o => o.Status == "sent").Select(o => new MessageSent(
-            Tenant, o.Message.MessageId, o.Message.ContactId, o.Message.Channel, o.Message.CampaignId, o.Sent!.ProviderMessageId ?? "", o.Segments ?? 0, now)));
-        await Outbox.EnqueueManyAsync(conn, tx, all.Where(o => o.Status == "suppressed").Select(o => new MessageSuppressed(
-            Tenant, o.Message.MessageId, o.Message.ContactId, o.Message.Channel, o.Message.CampaignId, o.Reason, o.RuleId, now)));
-        await Outbox.EnqueueManyAsync(conn, tx, all.Where(o => o.Status == "failed").Select(o => new MessageFailed(
-            Tenant, o.Message.MessageId, o.Message.ContactId, o.Message.Channel, o.Message.CampaignId, o.Reason, now)));
+        // One event per kind for the whole batch (as TransactionsRecorded carries many orders): a
+        // campaign of a million messages is ten thousand events on the bus, not a million.
+        var sent = all.Where(o => o.Status == "sent").Select(o => new MessageSent(
+            Tenant, o.Message.MessageId, o.Message.ContactId, o.Message.Channel, o.Message.CampaignId, o.Sent!.ProviderMessageId ?? "", o.Segments ?? 0, now)).ToList();
+        var suppressed = all.Where(o => o.Status == "suppressed").Select(o => new MessageSuppressed(
+            Tenant, o.Message.MessageId, o.Message.ContactId, o.Message.Channel, o.Message.CampaignId, o.Reason, o.RuleId, now)).ToList();
+        var failed = all.Where(o => o.Status == "failed").Select(o => new MessageFailed(
+            Tenant, o.Message.MessageId, o.Message.ContactId, o.Message.Channel, o.Message.CampaignId, o.Reason, now)).ToList();
+        if (sent.Count > 0) await Outbox.EnqueueAsync(conn, tx, new MessagesSent(Tenant, sent));
+        if (suppressed.Count > 0) await Outbox.EnqueueAsync(conn, tx, new MessagesSuppressed(Tenant, suppressed));
+        if (failed.Count > 0) await Outbox.EnqueueAsync(conn, tx, new MessagesFailed(Tenant, failed));
         await Outbox.EnqueueManyAsync(conn, tx, unreachable.Select(o => new ChannelUnreachable(Tenant, o.Message.ContactId, o.Message.Channel, o.Reason, now)));
         await tx.CommitAsync(ct);
     }

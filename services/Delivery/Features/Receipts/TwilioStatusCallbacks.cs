@@ -53,9 +53,11 @@ public static class TwilioStatusCallbacks
         await using var conn = await db.OpenConnectionAsync(ct);
         await conn.ExecuteAsync("""
             WITH m AS (
-                UPDATE messages SET status = @next, reason = @reason, updated_at = @now
-                WHERE tenant_id = @tenant AND provider_message_id = @sid AND status = 'sent'
-                RETURNING tenant_id, message_id)
+                UPDATE messages m SET status = @next, reason = @reason, updated_at = @now
+                FROM message_provider_ids p
+                WHERE p.tenant_id = @tenant AND p.provider_message_id = @sid
+                  AND m.message_id = p.message_id AND m.tenant_id = @tenant AND m.status = 'sent'
+                RETURNING m.tenant_id, m.message_id)
             INSERT INTO message_events (tenant_id, message_id, status, reason, at) SELECT tenant_id, message_id, @next, @reason, @now FROM m
             """, new { next, reason, now, tenant, sid });
         return Results.NoContent();
