@@ -25,23 +25,26 @@ public static class ServiceDefaults
             o.UseUtcTimestamp = true;
         });
 
-        var otel = builder.Services.AddOpenTelemetry()
-            .ConfigureResource(r => r.AddService(serviceName))
-            .WithTracing(t => t
-                .AddAspNetCoreInstrumentation()
-                .AddHttpClientInstrumentation()
-                .AddSource("Npgsql")
-                .AddSource("MassTransit"))
-            .WithMetrics(m => m
-                .AddAspNetCoreInstrumentation()
-                .AddHttpClientInstrumentation()
-                .AddRuntimeInstrumentationIfPresent()
-                .AddMeter("Npgsql")
-                .AddMeter("MassTransit")
-                .AddMeter(CrmMeters.Name));
-        // The exporter is switched on by configuration only (standard OTEL_* variables).
+        // Traces and metrics are switched on by configuration (the standard OTEL_* variables): an
+        // activity per database command and bus message costs CPU even when nothing exports it.
         if (!string.IsNullOrWhiteSpace(builder.Configuration["OTEL_EXPORTER_OTLP_ENDPOINT"]))
-            otel.UseOtlpExporter();
+        {
+            builder.Services.AddOpenTelemetry()
+                .ConfigureResource(r => r.AddService(serviceName))
+                .WithTracing(t => t
+                    .AddAspNetCoreInstrumentation()
+                    .AddHttpClientInstrumentation()
+                    .AddSource("Npgsql")
+                    .AddSource("MassTransit"))
+                .WithMetrics(m => m
+                    .AddAspNetCoreInstrumentation()
+                    .AddHttpClientInstrumentation()
+                    .AddRuntimeInstrumentationIfPresent()
+                    .AddMeter("Npgsql")
+                    .AddMeter("MassTransit")
+                    .AddMeter(CrmMeters.Name))
+                .UseOtlpExporter();
+        }
 
         builder.Services.AddHealthChecks();
         return builder;

@@ -166,18 +166,21 @@ public sealed class DeliveryPipeline(
         }
         if (slotted.Count == 0) return;
 
-        // 6–7. Advertising form and send, concurrently (each already recorded as sending).
+        // 6–7. Advertising form and send, concurrently (each already recorded as sending). Each
+        // account's settings and secret are opened once per batch, not once per message.
+        var configs = slotted.Select(s => s.Candidate.Account).DistinctBy(a => a.AccountId)
+            .ToDictionary(a => a.AccountId, a => AccountConfig(tenant, a), StringComparer.Ordinal);
         await Parallel.ForEachAsync(slotted, new ParallelOptions { MaxDegreeOfParallelism = options.Concurrency, CancellationToken = ct },
             async (s, token) =>
             {
                 // The slot is a time (counted from when it was granted), not a delay from now.
                 var wait = now + s.Wait - clock.GetUtcNow();
                 if (wait > TimeSpan.Zero) await Task.Delay(wait, clock, token);
-                await SendAsync(policy, s.Candidate, outcomes, token);
+                await SendAsync(policy, s.Candidate, configs[s.Candidate.Account.AccountId], outcomes, token);
             });
     }
 
-    private async Task SendAsync(TenantPolicy policy, Candidate c, Outcomes outcomes, CancellationToken ct)
+    private async Task SendAsync(TenantPolicy policy, Candidate c, ProviderAccountConfig config, Outcomes outcomes, CancellationToken ct)
     {
         var (m, contact, account, _) = c;
         for (var pace = await throttle.PaceAsync(m.TenantId, account.AccountId, account.MessagesPerSecond, clock.GetUtcNow());
@@ -186,7 +189,7 @@ public sealed class DeliveryPipeline(
             await Task.Delay(pace, clock, ct);
         try
         {
-            await SendPacedAsync(policy, c, outcomes, ct);
+            await SendPacedAsync(policy, c, config, outcomes, ct);
         }
         finally
         {
@@ -194,19 +197,24 @@ public sealed class DeliveryPipeline(
         }
     }
 
-    private async Task SendPacedAsync(TenantPolicy policy, Candidate c, Outcomes outcomes, CancellationToken ct)
+    private ProviderAccountConfig AccountConfig(string tenant, ProviderAccountRow account)
     {
-        var (m, contact, account, _) = c;
-
-        var config = policies.Config(m.TenantId, account);
+        var config = policies.Config(tenant, account);
         if (account.Kind == "twilio" && options.PublicBaseUrl.Length > 0 && !config.Settings.ContainsKey("status_callback_url"))
             config = config with
             {
                 Settings = new Dictionary<string, string>(config.Settings)
                 {
-                    ["status_callback_url"] = Features.Receipts.TwilioStatusCallbacks.UrlFor(options.PublicBaseUrl, m.TenantId, account.AccountId),
+                    ["status_callback_url"] = Features.Receipts.TwilioStatusCallbacks.UrlFor(options.PublicBaseUrl, tenant, account.AccountId),
                 },
             };
+        return config;
+    }
+
+    private async Task SendPacedAsync(TenantPolicy policy, Candidate c, ProviderAccountConfig config, Outcomes outcomes, CancellationToken ct)
+    {
+        var (m, contact, account, _) = c;
+
         SendOutcome outcome;
         int? segments = null;
         if (m.Channel == "sms")
