@@ -19,6 +19,12 @@ public sealed class DeliveryOptions
     /// <summary>After this many provider attempts a message that keeps failing transiently is failed.</summary>
     public int MaxAttempts { get; set; } = 5;
 
+    /// <summary>
+    /// DeliverMessage commands (batches) a replica works on at once. Each holds a database connection
+    /// for its steps; more than a few per core only adds contention.
+    /// </summary>
+    public int CommandConcurrency { get; set; } = 16;
+
     /// <summary>Messages of one DeliverMessage command processed at once.</summary>
     public int Concurrency { get; set; } = 16;
 

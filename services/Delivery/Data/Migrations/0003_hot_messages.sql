@@ -32,3 +32,6 @@ ALTER TABLE messages ADD CONSTRAINT messages_pkey PRIMARY KEY USING INDEX messag
 ALTER TABLE message_events DROP CONSTRAINT message_events_pkey;
 DROP INDEX message_events_message;
 ALTER TABLE message_events ADD CONSTRAINT message_events_pkey PRIMARY KEY (tenant_id, message_id, id);
+
+-- "accepted" is the message's created_at: the timeline's first step is not stored twice.
+DELETE FROM message_events WHERE status = 'accepted';

@@ -42,6 +42,5 @@ public sealed class DeliverMessageConsumerDefinition : ConsumerDefinition<Delive
     {
         // A database or Redis hiccup is retried; the pipeline itself never sends twice.
         endpointConfigurator.UseMessageRetry(r => r.Exponential(5, TimeSpan.FromMilliseconds(200), TimeSpan.FromSeconds(10), TimeSpan.FromMilliseconds(500)));
-        endpointConfigurator.PrefetchCount = 16;
     }
 }

@@ -49,22 +49,18 @@ public sealed class MessageIntake(NpgsqlDataSource db, IConnectionMultiplexer re
         {
             R[] Col<R>(Func<DeliveryRequest, R> pick) => fresh.Select(i => pick(requests[i])).ToArray();
             claimed = (await conn.QueryAsync<MessageRow>($"""
-                WITH m AS (
-                    INSERT INTO messages (tenant_id, message_id, idempotency_key, contact_id, channel, purpose, campaign_id, category,
-                        subject, text_body, html_body, on_cap, ignore_caps, expires_at, quiet_start, quiet_end, provider_account_id,
-                        status, reason, claimed_until, created_at, updated_at)
-                    SELECT @tenant, r.id, r.key, r.contact_id, r.channel, r.purpose, r.campaign_id, r.category,
-                        r.subject, r.text_body, r.html_body, r.on_cap, r.ignore_caps, r.expires_at, r.quiet_start, r.quiet_end, r.account,
-                        'accepted', '', @until, @now, @now
-                    FROM unnest(@ids, @keys, @contactIds, @channels, @purposes, @campaignIds, @categories, @subjects, @textBodies, @htmlBodies,
-                                @onCaps, @ignoreCaps, @expiresAts, @quietStarts, @quietEnds, @accounts)
-                         AS r(id, key, contact_id, channel, purpose, campaign_id, category, subject, text_body, html_body, on_cap, ignore_caps,
-                              expires_at, quiet_start, quiet_end, account)
-                    ON CONFLICT (tenant_id, idempotency_key) DO NOTHING
-                    RETURNING {MessageRow.Columns}),
-                e AS (
-                    INSERT INTO message_events (tenant_id, message_id, status, reason, at) SELECT @tenant, message_id, 'accepted', '', @now FROM m)
-                SELECT {MessageRow.Columns} FROM m
+                INSERT INTO messages (tenant_id, message_id, idempotency_key, contact_id, channel, purpose, campaign_id, category,
+                    subject, text_body, html_body, on_cap, ignore_caps, expires_at, quiet_start, quiet_end, provider_account_id,
+                    status, reason, claimed_until, created_at, updated_at)
+                SELECT @tenant, r.id, r.key, r.contact_id, r.channel, r.purpose, r.campaign_id, r.category,
+                    r.subject, r.text_body, r.html_body, r.on_cap, r.ignore_caps, r.expires_at, r.quiet_start, r.quiet_end, r.account,
+                    'accepted', '', @until, @now, @now
+                FROM unnest(@ids, @keys, @contactIds, @channels, @purposes, @campaignIds, @categories, @subjects, @textBodies, @htmlBodies,
+                            @onCaps, @ignoreCaps, @expiresAts, @quietStarts, @quietEnds, @accounts)
+                     AS r(id, key, contact_id, channel, purpose, campaign_id, category, subject, text_body, html_body, on_cap, ignore_caps,
+                          expires_at, quiet_start, quiet_end, account)
+                ON CONFLICT (tenant_id, idempotency_key) DO NOTHING
+                RETURNING {MessageRow.Columns}
                 """, new
             {
                 tenant, now, until = now + lease,

@@ -124,9 +124,10 @@ public sealed partial class DeliveryGrpcService
         var row = await conn.QuerySingleOrDefaultAsync<MessageRow>(
             $"SELECT {MessageRow.Columns} FROM messages WHERE tenant_id = @tenant AND message_id = @id", new { tenant, id });
         if (row is null) return null;
+        // The timeline starts with the message's creation; every later change is a row of message_events.
         var events = await conn.QueryAsync<(string Status, string Reason, DateTime At)>(
             "SELECT status, reason, at FROM message_events WHERE tenant_id = @tenant AND message_id = @id ORDER BY id", new { tenant, id });
-        return ToProto(row, events);
+        return ToProto(row, events.Prepend(("accepted", "", row.CreatedAt)));
     }
 
     private static Message ToProto(MessageRow r, IEnumerable<(string Status, string Reason, DateTime At)> timeline)
