@@ -33,7 +33,7 @@ public sealed class OutboxTests : IAsyncLifetime
 
         await using var db = new NpgsqlConnection(_fx.ConnectionString);
         var pending = await db.QuerySingleAsync<(Guid MessageId, DateTime? PublishedAt)>(
-            "SELECT message_id, published_at FROM outbox_messages WHERE payload->>'contactId' = @contactId", new { contactId });
+            "SELECT message_id, published_at FROM outbox_messages WHERE payload::json->>'contactId' = @contactId", new { contactId });
         Assert.Null(pending.PublishedAt);
 
         var received = new TaskCompletionSource<ConsumeContext<ContactUpserted>>(TaskCreationOptions.RunContinuationsAsynchronously);

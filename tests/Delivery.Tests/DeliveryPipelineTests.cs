@@ -184,7 +184,7 @@ public sealed class DeliveryPipelineTests(DeliveryFixture fx)
         // Contacts is told through the outbox.
         await using var conn = new NpgsqlConnection(fx.ConnectionString);
         var published = await conn.ExecuteScalarAsync<long>(
-            "SELECT count(*) FROM outbox_messages WHERE message_type LIKE 'Crm.Contracts.Delivery.ChannelUnreachable%' AND payload->>'contactId' = @c",
+            "SELECT count(*) FROM outbox_messages WHERE message_type LIKE 'Crm.Contracts.Delivery.ChannelUnreachable%' AND payload::json->>'contactId' = @c",
             new { c = c.ToString() });
         Assert.Equal(1, published);
     }
@@ -201,7 +201,7 @@ public sealed class DeliveryPipelineTests(DeliveryFixture fx)
 
         await using var conn = new NpgsqlConnection(fx.ConnectionString);
         var events = (await conn.QueryAsync<(string Type, string Payload)>(
-            "SELECT message_type, payload::text FROM outbox_messages WHERE payload->>'tenantId' = @t ORDER BY id", new { t })).ToList();
+            "SELECT message_type, payload FROM outbox_messages WHERE payload::json->>'tenantId' = @t ORDER BY id", new { t })).ToList();
         var sent = Assert.Single(events, e => e.Type.StartsWith("Crm.Contracts.Delivery.MessagesSent,", StringComparison.Ordinal));
         var suppressed = Assert.Single(events, e => e.Type.StartsWith("Crm.Contracts.Delivery.MessagesSuppressed,", StringComparison.Ordinal));
         var sentBatch = System.Text.Json.JsonSerializer.Deserialize<MessagesSent>(sent.Payload, Crm.BuildingBlocks.Outbox.Outbox.Json)!;

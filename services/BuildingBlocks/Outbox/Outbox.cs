@@ -18,7 +18,7 @@ public static class Outbox
     public static Task EnqueueAsync<T>(NpgsqlConnection connection, NpgsqlTransaction transaction, T message)
         where T : class =>
         connection.ExecuteAsync(
-            "INSERT INTO outbox_messages (message_type, payload) VALUES (@type, @payload::json)",
+            "INSERT INTO outbox_messages (message_type, payload) VALUES (@type, @payload)",
             new { type = TypeName<T>(), payload = JsonSerializer.Serialize(message, Json) },
             transaction);
 
@@ -28,7 +28,7 @@ public static class Outbox
         var payloads = messages.Select(m => JsonSerializer.Serialize(m, Json)).ToArray();
         if (payloads.Length == 0) return;
         await connection.ExecuteAsync(
-            "INSERT INTO outbox_messages (message_type, payload) SELECT @type, p::json FROM unnest(@payloads) AS p",
+            "INSERT INTO outbox_messages (message_type, payload) SELECT @type, p FROM unnest(@payloads) AS p",
             new { type = TypeName<T>(), payloads }, transaction);
     }
 }

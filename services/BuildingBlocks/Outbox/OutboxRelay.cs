@@ -66,7 +66,7 @@ public sealed class OutboxRelay(NpgsqlDataSource dataSource, IBus bus, OutboxOpt
         await using var conn = await dataSource.OpenConnectionAsync(ct);
         await using var tx = await conn.BeginTransactionAsync(ct);
         var rows = (await conn.QueryAsync<OutboxRow>(new CommandDefinition("""
-            SELECT id, message_id AS MessageId, message_type AS MessageType, payload::text AS Payload
+            SELECT id, message_id AS MessageId, message_type AS MessageType, payload AS Payload
             FROM outbox_messages
             WHERE published_at IS NULL
             ORDER BY id

@@ -15,23 +15,42 @@ public static class PurchaseContacts
     public static async Task<(Dictionary<string, Guid> Ids, int Created)> EnsureAsync(
         NpgsqlConnection conn, NpgsqlTransaction tx, string tenant, string[] externalIds, CancellationToken ct)
     {
-        if (externalIds.Length == 0) return (new Dictionary<string, Guid>(StringComparer.Ordinal), 0);
-        var rows = (await conn.QueryAsync<(string ExternalId, Guid ContactId, bool Created)>(new CommandDefinition("""
-            WITH created AS (
+        var ids = new Dictionary<string, Guid>(externalIds.Length, StringComparer.Ordinal);
+        if (externalIds.Length == 0) return (ids, 0);
+        var created = 0;
+        // Known customers are probed id by id (LIMIT 1 keeps the planner from hashing every contact of
+        // the tenant); only the others are hashed against the suppression list and inserted.
+        foreach (var (externalId, contactId, isNew) in await conn.QueryAsync<(string, Guid, bool)>(new CommandDefinition("""
+            WITH known AS (
+                SELECT u.external_id, c.contact_id
+                FROM unnest(@externalIds) AS u(external_id)
+                CROSS JOIN LATERAL (
+                    SELECT contact_id FROM contacts WHERE tenant_id = @tenant AND external_id = u.external_id LIMIT 1) c),
+            created AS (
                 INSERT INTO contacts (tenant_id, contact_id, external_id, suppressed)
                 SELECT @tenant, gen_random_uuid(), e, EXISTS (
                     SELECT 1 FROM suppressions s WHERE s.tenant_id = @tenant AND s.value_hash = suppression_hash(@tenant, 'external_id', e))
                 FROM unnest(@externalIds) AS e
+                WHERE e NOT IN (SELECT external_id FROM known)
                 ON CONFLICT (tenant_id, external_id) DO NOTHING
-                RETURNING contact_id, external_id)
-            SELECT external_id, contact_id, true FROM created
+                RETURNING external_id, contact_id)
+            SELECT external_id, contact_id, false FROM known
             UNION ALL
-            -- Probed id by id (LIMIT 1 keeps the planner from hashing every contact of the tenant).
-            SELECT u.external_id, c.contact_id, false
-            FROM unnest(@externalIds) AS u(external_id)
-            CROSS JOIN LATERAL (
-                SELECT contact_id FROM contacts WHERE tenant_id = @tenant AND external_id = u.external_id LIMIT 1) c
-            """, new { tenant, externalIds }, tx, cancellationToken: ct))).AsList();
-        return (rows.ToDictionary(r => r.ExternalId, r => r.ContactId, StringComparer.Ordinal), rows.Count(r => r.Created));
+            SELECT external_id, contact_id, true FROM created
+            """, new { tenant, externalIds }, tx, cancellationToken: ct)))
+        {
+            ids[externalId] = contactId;
+            if (isNew) created++;
+        }
+        if (ids.Count < externalIds.Length)
+        {
+            // Created by a concurrent transaction after this statement's snapshot: visible to the next one.
+            var missing = externalIds.Where(e => !ids.ContainsKey(e)).ToArray();
+            foreach (var (externalId, contactId) in await conn.QueryAsync<(string, Guid)>(new CommandDefinition(
+                "SELECT external_id, contact_id FROM contacts WHERE tenant_id = @tenant AND external_id = ANY(@missing)",
+                new { tenant, missing }, tx, cancellationToken: ct)))
+                ids[externalId] = contactId;
+        }
+        return (ids, created);
     }
 }

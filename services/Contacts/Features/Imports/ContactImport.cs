@@ -99,7 +99,7 @@ public sealed class ContactImport(ContactColumns mapping, WorkspaceSettings work
                 INSERT INTO outbox_messages (message_type, payload)
                 SELECT @contactType, jsonb_build_object('tenantId', @tenant, 'contactId', contact_id, 'externalId', external_id,
                     'email', email, 'phone', phone, 'locale', locale, 'timeZone', time_zone, 'tags', to_jsonb(tags),
-                    'attributesJson', attributes::text, 'suppressed', suppressed, 'occurredAt', updated_at)
+                    'attributesJson', attributes::text, 'suppressed', suppressed, 'occurredAt', updated_at)::text
                 FROM upserted)
             SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM upserted
             """, new { tenant = run.Tenant, contactType = Outbox.TypeName<ContactUpserted>() }, tx, commandTimeout: 0, cancellationToken: ct));
