@@ -22,6 +22,9 @@ public static class MessagingExtensions
         services.AddMassTransit(x =>
         {
             x.SetKebabCaseEndpointNameFormatter();
+            // MassTransit 8.4+ reports anonymous usage to its vendor by default: a platform that holds
+            // customers' data makes no calls it was not asked to make.
+            x.ConfigureUsageTelemetryOptions(o => o.Enabled = false);
             configure?.Invoke(x);
             x.AddConfigureEndpointsCallback((_, _, cfg) =>
             {
