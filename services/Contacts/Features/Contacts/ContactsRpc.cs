@@ -149,7 +149,7 @@ public sealed partial class ContactsGrpcService
             SELECT {ContactColumns} FROM contacts
             WHERE tenant_id = @tenant AND erased_at IS NULL
               AND (@after::text IS NULL OR external_id > @after)
-              AND (@tag::text IS NULL OR tags @> ARRAY[@tag])
+              AND (@tag::text IS NULL OR (tags @> ARRAY[@tag] AND cardinality(tags) > 0))
               AND (@email::text IS NULL OR lower(email) = lower(@email))
               AND (@query::text IS NULL OR external_id LIKE @query || '%' OR name ILIKE @query || '%' OR lower(email) LIKE lower(@query) || '%')
               AND (@updatedAfter::timestamptz IS NULL OR updated_at > @updatedAfter)
