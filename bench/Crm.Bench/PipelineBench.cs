@@ -47,18 +47,32 @@ public static class PipelineBench
         var client = new DeliveryService.DeliveryServiceClient(channel);
         var tokens = new IdentityTokens(new TenancyOptions { SigningKey = SigningKey });
         var contacts = await SetUpTenantAsync(client, db, tokens, "bench", Contacts);
-        var bus = Bus.Factory.CreateUsingRabbitMq(cfg => cfg.Host(new Uri(rabbit)));
+        // The run ends when every message's outcome has been published (the last step of the pipeline):
+        // counted from the service's events on the bus, not by polling its database.
+        var outcomes = new OutcomeCounter();
+        var bus = Bus.Factory.CreateUsingRabbitMq(cfg =>
+        {
+            cfg.Host(new Uri(rabbit));
+            cfg.ReceiveEndpoint($"bench-outcomes-{Guid.NewGuid():N}", e =>
+            {
+                e.AutoDelete = true;
+                e.Durable = false;
+                e.Handler<MessagesSent>(ctx => outcomes.Add(ctx.Message.TenantId, ctx.Message.Messages.Count));
+                e.Handler<MessagesSuppressed>(ctx => outcomes.Add(ctx.Message.TenantId, ctx.Message.Messages.Count));
+                e.Handler<MessagesFailed>(ctx => outcomes.Add(ctx.Message.TenantId, ctx.Message.Messages.Count));
+            });
+        });
         await bus.StartAsync();
 
         // A service runs for days: measure it warm, after another workspace's messages have JIT-compiled the path.
         var warmUp = await SetUpTenantAsync(client, db, tokens, "bench-warm-up", 200);
         await PublishAsync(bus, "bench-warm-up", warmUp, rounds: 5);
-        await WaitForOutcomesAsync(db, "bench-warm-up", warmUp.Length * 5);
+        await outcomes.WaitAsync("bench-warm-up", warmUp.Length * 5);
 
         var cpu = (Service: service.CpuSeconds(), Postgres: ServiceProcess.PostgresCpuSeconds(), Broker: ServiceProcess.CpuOfCommand("beam.smp"));
         var watch = Stopwatch.StartNew();
         await PublishAsync(bus, "bench", contacts, PerContact);
-        await WaitForOutcomesAsync(db, "bench", Messages);
+        await outcomes.WaitAsync("bench", Messages);
         var seconds = watch.Elapsed.TotalSeconds;
         await using (var conn = new NpgsqlConnection(db))
         {
@@ -112,12 +126,27 @@ public static class PipelineBench
                     new DeliveryRequest($"b-{round}-{c:N}", c, "sms", "marketing", "bench", null, null, "봄 세일 20% 할인")).ToList()));
     }
 
-    private static async Task WaitForOutcomesAsync(string db, string tenant, int count)
+    /// <summary>Messages with an outcome per workspace, from the batch events Delivery publishes.</summary>
+    private sealed class OutcomeCounter
     {
-        await using var conn = new NpgsqlConnection(db);
-        while (await conn.ExecuteScalarAsync<long>(
-                   "SELECT count(*) FROM messages WHERE tenant_id = @tenant AND status IN ('sent', 'suppressed', 'failed')", new { tenant }) < count)
-            await Task.Delay(100);
+        private readonly System.Collections.Concurrent.ConcurrentDictionary<string, int> _counts = new();
+
+        public Task Add(string tenant, int messages)
+        {
+            _counts.AddOrUpdate(tenant, messages, (_, n) => n + messages);
+            return Task.CompletedTask;
+        }
+
+        public async Task WaitAsync(string tenant, int count)
+        {
+            var deadline = Stopwatch.StartNew();
+            while (_counts.GetValueOrDefault(tenant) < count)
+            {
+                if (deadline.Elapsed > TimeSpan.FromMinutes(5))
+                    throw new TimeoutException($"{_counts.GetValueOrDefault(tenant)} of {count} outcomes of {tenant} published");
+                await Task.Delay(20);
+            }
+        }
     }
 
     /// <summary>Publish and consume the same number of messages (the size of one delivery request) with the bare client.</summary>
