@@ -118,8 +118,12 @@ public sealed class ServiceProcess(Process process, Uri grpcAddress) : IDisposab
         return total;
     }
 
+    private bool _disposed;
+
     public void Dispose()
     {
+        if (_disposed) return;
+        _disposed = true;
         if (!process.HasExited) process.Kill(entireProcessTree: true);
         process.WaitForExit();
         process.Dispose();
