@@ -37,6 +37,14 @@ public static class MessagingExtensions
             });
         });
 
+        // Start-up completes once the bus is connected and every consumer's queue is bound: an event
+        // published to us before that would reach an exchange with nothing bound to it, and be lost.
+        services.AddOptions<MassTransitHostOptions>().Configure(o =>
+        {
+            o.WaitUntilStarted = true;
+            o.StartTimeout = TimeSpan.FromSeconds(60);
+        });
+
         var outbox = configuration.GetSection(OutboxOptions.Section).Get<OutboxOptions>() ?? new OutboxOptions();
         services.AddSingleton(outbox);
         services.AddHostedService<OutboxRelay>();

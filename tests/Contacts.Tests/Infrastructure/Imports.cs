@@ -26,10 +26,18 @@ public static class Imports
     {
         using (call)
         {
-            await call.RequestStream.WriteAsync(new ImportChunk { Header = header });
-            for (var offset = 0; offset < data.Length; offset += chunkSize)
-                await call.RequestStream.WriteAsync(new ImportChunk { Data = ByteString.CopyFrom(data, offset, Math.Min(chunkSize, data.Length - offset)) });
-            await call.RequestStream.CompleteAsync();
+            try
+            {
+                await call.RequestStream.WriteAsync(new ImportChunk { Header = header });
+                for (var offset = 0; offset < data.Length; offset += chunkSize)
+                    await call.RequestStream.WriteAsync(new ImportChunk { Data = ByteString.CopyFrom(data, offset, Math.Min(chunkSize, data.Length - offset)) });
+                await call.RequestStream.CompleteAsync();
+            }
+            catch (Exception ex) when (ex is RpcException or InvalidOperationException)
+            {
+                // The server ended the call early (e.g. a bad header) while chunks were still being
+                // written: the write fails, often as Cancelled, and the server's own status is in the response.
+            }
             return await call;
         }
     }
