@@ -62,4 +62,35 @@ public sealed class RetryPolicy
     public bool CanWaitFor(TimeSpan retryAfter) => retryAfter <= Options.MaxRetryAfter;
 
     public Task WaitAsync(TimeSpan delay, CancellationToken ct) => _delay(delay, ct);
+
+    /// <summary>
+    /// Runs <paramref name="attempt"/> until it is final or <see cref="MaxAttempts"/> are spent, waiting
+    /// the provider's Retry-After or the back-off in between. Every sender's loop.
+    /// </summary>
+    public async Task<SendOutcome> RunAsync(Func<CancellationToken, Task<ProviderAttempt>> attempt, CancellationToken ct)
+    {
+        for (var n = 1; ; n++)
+        {
+            var result = await attempt(ct).ConfigureAwait(false);
+            if (result.Outcome is { } final)
+            {
+                return final with { Attempts = n };
+            }
+            if (n >= MaxAttempts)
+            {
+                return new SendOutcome(SendOutcomeKind.Transient, $"{result.Reason} (gave up after {n} attempts)",
+                    ProviderErrorCode: result.ErrorCode, RetryAfter: result.RetryAfter, Attempts: n);
+            }
+            await WaitAsync(result.RetryAfter ?? Backoff(n - 1), ct).ConfigureAwait(false);
+        }
+    }
+}
+
+/// <summary>One call to a provider: either final (<see cref="Outcome"/> set) or worth retrying.</summary>
+public sealed record ProviderAttempt(SendOutcome? Outcome, string Reason, TimeSpan? RetryAfter, int? ErrorCode)
+{
+    public static ProviderAttempt Final(SendOutcome outcome) => new(outcome, outcome.Reason, null, null);
+
+    public static ProviderAttempt Retry(string reason, TimeSpan? retryAfter = null, int? errorCode = null) =>
+        new(null, reason, retryAfter, errorCode);
 }

@@ -45,23 +45,10 @@ public sealed class SmtpEmailSender : IEmailSender
             return new SendOutcome(SendOutcomeKind.Permanent, built.Problem!, RecipientUnreachable: built.RecipientInvalid, Attempts: 0);
         }
 
-        for (var attempt = 1; ; attempt++)
-        {
-            var result = await AttemptAsync(smtp, message, ct).ConfigureAwait(false);
-            if (result.Outcome is { } final)
-            {
-                return final with { Attempts = attempt };
-            }
-            if (attempt >= _retry.MaxAttempts)
-            {
-                return new SendOutcome(SendOutcomeKind.Transient, $"{result.Reason} (gave up after {attempt} attempts)",
-                    ProviderErrorCode: result.SmtpCode, Attempts: attempt);
-            }
-            await _retry.WaitAsync(_retry.Backoff(attempt - 1), ct).ConfigureAwait(false);
-        }
+        return await _retry.RunAsync(token => AttemptAsync(smtp, message, token), ct).ConfigureAwait(false);
     }
 
-    private async Task<AttemptResult> AttemptAsync(SmtpAccount smtp, MimeMessage message, CancellationToken ct)
+    private async Task<ProviderAttempt> AttemptAsync(SmtpAccount smtp, MimeMessage message, CancellationToken ct)
     {
         var content = new ContentProgress();
         using var client = new SmtpClient { Timeout = TimeoutMilliseconds(_retry.Options.RequestTimeout) };
@@ -74,7 +61,7 @@ public sealed class SmtpEmailSender : IEmailSender
             }
             var reply = await client.SendAsync(message, ct, content).ConfigureAwait(false);
             await QuitQuietlyAsync(client).ConfigureAwait(false);
-            return AttemptResult.Final(new SendOutcome(SendOutcomeKind.Sent, $"accepted: {reply}", ProviderMessageId: message.MessageId));
+            return ProviderAttempt.Final(new SendOutcome(SendOutcomeKind.Sent, $"accepted: {reply}", ProviderMessageId: message.MessageId));
         }
         catch (SmtpCommandException e)
         {
@@ -82,13 +69,13 @@ public sealed class SmtpEmailSender : IEmailSender
         }
         catch (AuthenticationException e)
         {
-            return AttemptResult.Final(new SendOutcome(SendOutcomeKind.Permanent, $"SMTP authentication failed: {e.Message}"));
+            return ProviderAttempt.Final(new SendOutcome(SendOutcomeKind.Permanent, $"SMTP authentication failed: {e.Message}"));
         }
         catch (Exception e) when (e is ServiceNotAuthenticatedException or SslHandshakeException or NotSupportedException)
         {
             // The server wants AUTH we were not configured for, TLS failed, or it lacks an extension we need
             // (STARTTLS, SMTPUTF8): the account needs fixing, retrying changes nothing.
-            return AttemptResult.Final(new SendOutcome(SendOutcomeKind.Permanent, $"SMTP {e.GetType().Name}: {e.Message}"));
+            return ProviderAttempt.Final(new SendOutcome(SendOutcomeKind.Permanent, $"SMTP {e.GetType().Name}: {e.Message}"));
         }
         catch (Exception e) when (e is TimeoutException or IOException or SocketException or SmtpProtocolException
                                       || (e is OperationCanceledException && !ct.IsCancellationRequested))
@@ -97,26 +84,26 @@ public sealed class SmtpEmailSender : IEmailSender
             // SmtpProtocolException or IOException. Once content went out after DATA, only the final reply
             // was missing: the server may have queued the message, and a retry could deliver it twice.
             return content.Started
-                ? AttemptResult.Final(new SendOutcome(SendOutcomeKind.Unconfirmed,
+                ? ProviderAttempt.Final(new SendOutcome(SendOutcomeKind.Unconfirmed,
                     $"no final reply after the message content was sent ({e.GetType().Name}: {e.Message}); it may have been accepted"))
-                : AttemptResult.Retry($"SMTP connection failed ({e.GetType().Name}: {e.Message})", null);
+                : ProviderAttempt.Retry($"SMTP connection failed ({e.GetType().Name}: {e.Message})");
         }
     }
 
-    private static AttemptResult Classify(SmtpCommandException e)
+    private static ProviderAttempt Classify(SmtpCommandException e)
     {
         var code = (int)e.StatusCode;
         var reason = string.Create(CultureInfo.InvariantCulture, $"SMTP {code} at {Stage(e.ErrorCode)}: {e.Message}");
         if (code is >= 400 and < 500)
         {
-            return AttemptResult.Retry(reason, code);
+            return ProviderAttempt.Retry(reason, errorCode: code);
         }
         // 550 mailbox unavailable, 551 user not local, 553 mailbox name not allowed: the address is bad.
         // Other refusals of a recipient (552 over quota...) and any refusal of sender or content are not
         // the address's fault.
         var unreachable = e.ErrorCode == SmtpErrorCode.RecipientNotAccepted
             && e.StatusCode is SmtpStatusCode.MailboxUnavailable or SmtpStatusCode.UserNotLocalTryAlternatePath or SmtpStatusCode.MailboxNameNotAllowed;
-        return AttemptResult.Final(new SendOutcome(SendOutcomeKind.Permanent, reason, ProviderErrorCode: code, RecipientUnreachable: unreachable));
+        return ProviderAttempt.Final(new SendOutcome(SendOutcomeKind.Permanent, reason, ProviderErrorCode: code, RecipientUnreachable: unreachable));
     }
 
     private static string Stage(SmtpErrorCode error) => error switch
@@ -141,13 +128,6 @@ public sealed class SmtpEmailSender : IEmailSender
 
     private static int TimeoutMilliseconds(TimeSpan timeout) =>
         timeout == Timeout.InfiniteTimeSpan ? Timeout.Infinite : (int)Math.Clamp(timeout.TotalMilliseconds, 1, int.MaxValue);
-
-    private sealed record AttemptResult(SendOutcome? Outcome, string Reason, int? SmtpCode)
-    {
-        public static AttemptResult Final(SendOutcome outcome) => new(outcome, outcome.Reason, null);
-
-        public static AttemptResult Retry(string reason, int? smtpCode) => new(null, reason, smtpCode);
-    }
 
     /// <summary>
     /// MailKit reports progress only while writing the message content, i.e. after the server said 354 to

@@ -46,23 +46,10 @@ public sealed class TwilioSmsSender : ISmsSender
             return new SendOutcome(SendOutcomeKind.Permanent, $"Twilio account {account.AccountId} is misconfigured: {problem}", Attempts: 0);
         }
 
-        for (var attempt = 1; ; attempt++)
-        {
-            var result = await AttemptAsync(twilio, sms, ct).ConfigureAwait(false);
-            if (result.Outcome is { } final)
-            {
-                return final with { Attempts = attempt };
-            }
-            if (attempt >= _retry.MaxAttempts)
-            {
-                return new SendOutcome(SendOutcomeKind.Transient, $"{result.Reason} (gave up after {attempt} attempts)",
-                    ProviderErrorCode: result.ErrorCode, RetryAfter: result.RetryAfter, Attempts: attempt);
-            }
-            await _retry.WaitAsync(result.RetryAfter ?? _retry.Backoff(attempt - 1), ct).ConfigureAwait(false);
-        }
+        return await _retry.RunAsync(token => AttemptAsync(twilio, sms, token), ct).ConfigureAwait(false);
     }
 
-    private async Task<AttemptResult> AttemptAsync(TwilioAccount twilio, OutgoingSms sms, CancellationToken ct)
+    private async Task<ProviderAttempt> AttemptAsync(TwilioAccount twilio, OutgoingSms sms, CancellationToken ct)
     {
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
         timeout.CancelAfter(_retry.Options.RequestTimeout);
@@ -80,27 +67,27 @@ public sealed class TwilioSmsSender : ISmsSender
             // Our timeout (or the HttpClient's own). Once the body went out Twilio may have created the
             // message, and a retry could send it twice.
             return content.SendStarted
-                ? AttemptResult.Final(new SendOutcome(SendOutcomeKind.Unconfirmed,
+                ? ProviderAttempt.Final(new SendOutcome(SendOutcomeKind.Unconfirmed,
                     $"no answer from Twilio within {_retry.Options.RequestTimeout.TotalSeconds:0.###} s; the message may have been accepted"))
-                : AttemptResult.Retry("timed out before the request was sent");
+                : ProviderAttempt.Retry("timed out before the request was sent");
         }
         catch (HttpRequestException e)
         {
             // The outer message is generic ("An error occurred while sending the request"); the cause is inside.
             var cause = $"({e.HttpRequestError}): {e.GetBaseException().Message}";
             return content.SendStarted
-                ? AttemptResult.Final(new SendOutcome(SendOutcomeKind.Unconfirmed, $"connection lost after the request was sent {cause}"))
-                : AttemptResult.Retry($"could not reach Twilio {cause}");
+                ? ProviderAttempt.Final(new SendOutcome(SendOutcomeKind.Unconfirmed, $"connection lost after the request was sent {cause}"))
+                : ProviderAttempt.Retry($"could not reach Twilio {cause}");
         }
     }
 
-    private AttemptResult Classify(HttpResponseMessage response, TwilioResponseBody body)
+    private ProviderAttempt Classify(HttpResponseMessage response, TwilioResponseBody body)
     {
         var status = (int)response.StatusCode;
         if (response.IsSuccessStatusCode)
         {
             // A 2xx whose body we cannot read still means "created"; only the sid is lost.
-            return AttemptResult.Final(new SendOutcome(SendOutcomeKind.Sent,
+            return ProviderAttempt.Final(new SendOutcome(SendOutcomeKind.Sent,
                 body.Sid is null ? $"Twilio answered {status} without a message sid" : $"Twilio accepted ({body.MessageStatus ?? "queued"})",
                 ProviderMessageId: body.Sid));
         }
@@ -112,13 +99,13 @@ public sealed class TwilioSmsSender : ISmsSender
             if (retryAfter is { } wait && !_retry.CanWaitFor(wait))
             {
                 // Too long to hold this call: the pipeline defers the message instead.
-                return AttemptResult.Final(new SendOutcome(SendOutcomeKind.Transient, reason,
+                return ProviderAttempt.Final(new SendOutcome(SendOutcomeKind.Transient, reason,
                     ProviderErrorCode: body.Code, RetryAfter: wait));
             }
-            return AttemptResult.Retry(reason, retryAfter, body.Code);
+            return ProviderAttempt.Retry(reason, retryAfter, body.Code);
         }
 
-        return AttemptResult.Final(new SendOutcome(SendOutcomeKind.Permanent, reason,
+        return ProviderAttempt.Final(new SendOutcome(SendOutcomeKind.Permanent, reason,
             ProviderErrorCode: body.Code, RecipientUnreachable: body.Code is { } code && UnreachableCodes.Contains(code)));
     }
 
@@ -126,15 +113,6 @@ public sealed class TwilioSmsSender : ISmsSender
         body.Code is { } code
             ? string.Create(CultureInfo.InvariantCulture, $"Twilio {status} error {code}: {body.Message}")
             : string.Create(CultureInfo.InvariantCulture, $"Twilio {status} without an error body");
-
-    /// <summary>One attempt: either final (<see cref="Outcome"/> set) or worth retrying.</summary>
-    private sealed record AttemptResult(SendOutcome? Outcome, string Reason, TimeSpan? RetryAfter, int? ErrorCode)
-    {
-        public static AttemptResult Final(SendOutcome outcome) => new(outcome, outcome.Reason, null, null);
-
-        public static AttemptResult Retry(string reason, TimeSpan? retryAfter = null, int? errorCode = null) =>
-            new(null, reason, retryAfter, errorCode);
-    }
 
     /// <summary>
     /// The form body, remembering whether the handler started writing it: that happens only once a
