@@ -190,6 +190,20 @@ public sealed class DeliveryPipelineTests(DeliveryFixture fx)
     }
 
     [Fact]
+    public async Task Should_accept_a_key_Redis_remembers_but_PostgreSQL_never_stored()
+    {
+        // A worker set the key in Redis and died before its insert committed: the row is the truth.
+        var t = await fx.NewWorkspaceAsync();
+        var c = await fx.NewContactAsync(t, phone: "+821066660001", consents: [SmsMarketingIn, SmsNightIn]);
+        await fx.Redis.GetDatabase().StringSetAsync($"{fx.RedisPrefix}{{t:{t}}}:idem:orphan-1", Guid.NewGuid().ToString("N"), TimeSpan.FromMinutes(5));
+
+        var m = await fx.Client.SendMessageAsync(Sms(c, "orphan-1"), fx.As(t));
+
+        Assert.Equal(MessageStatus.Sent, m.Status);
+        Assert.Single(fx.Twilio.Messages, r => r.To == "+821066660001");
+    }
+
+    [Fact]
     public async Task Should_publish_one_event_per_batch_and_outcome_naming_each_message()
     {
         var t = await fx.NewWorkspaceAsync();

@@ -44,11 +44,12 @@ public sealed class MessageIntake(NpgsqlDataSource db, IConnectionMultiplexer re
         var fresh = Enumerable.Range(0, requests.Count).Where(i => firsts[i]).ToList();
         var now = clock.GetUtcNow().UtcDateTime;
         await using var conn = await db.OpenConnectionAsync(ct);
-        var claimed = new List<MessageRow>();
-        if (fresh.Count > 0)
+
+        async Task<List<MessageRow>> InsertClaimedAsync(List<int> take)
         {
-            R[] Col<R>(Func<DeliveryRequest, R> pick) => fresh.Select(i => pick(requests[i])).ToArray();
-            claimed = (await conn.QueryAsync<MessageRow>($"""
+            if (take.Count == 0) return [];
+            R[] Col<R>(Func<DeliveryRequest, R> pick) => take.Select(i => pick(requests[i])).ToArray();
+            return (await conn.QueryAsync<MessageRow>($"""
                 INSERT INTO messages (tenant_id, message_id, idempotency_key, contact_id, channel, purpose, campaign_id, category,
                     subject, text_body, html_body, on_cap, ignore_caps, expires_at, quiet_start, quiet_end, provider_account_id,
                     status, reason, claimed_until, created_at, updated_at)
@@ -64,7 +65,7 @@ public sealed class MessageIntake(NpgsqlDataSource db, IConnectionMultiplexer re
                 """, new
             {
                 tenant, now, until = now + lease,
-                ids = fresh.Select(i => ids[i]).ToArray(),
+                ids = take.Select(i => ids[i]).ToArray(),
                 keys = Col(r => r.IdempotencyKey), contactIds = Col(r => r.ContactId), channels = Col(r => r.Channel), purposes = Col(r => r.Purpose),
                 campaignIds = Col(r => r.CampaignId), categories = Col(r => r.Category), subjects = Col(r => r.Subject),
                 textBodies = Col(r => r.TextBody), htmlBodies = Col(r => r.HtmlBody), onCaps = Col(r => r.OnCap), ignoreCaps = Col(r => r.IgnoreCaps),
@@ -72,12 +73,20 @@ public sealed class MessageIntake(NpgsqlDataSource db, IConnectionMultiplexer re
                 quietStarts = Col(r => r.QuietStart), quietEnds = Col(r => r.QuietEnd), accounts = Col(r => r.ProviderAccountId),
             })).AsList();
         }
+
+        var claimed = await InsertClaimedAsync(fresh);
         if (claimed.Count == requests.Count) return (claimed, new Dictionary<string, Guid>());
         // Keys Redis or the unique row had seen: their messages, wherever they are in the pipeline.
         var mine = claimed.Select(m => m.IdempotencyKey).ToHashSet(StringComparer.Ordinal);
         var repeats = await conn.QueryAsync<(string Key, Guid MessageId)>(
             "SELECT k.key, m.message_id FROM unnest(@keys) AS k(key) CROSS JOIN LATERAL (SELECT message_id FROM messages WHERE tenant_id = @tenant AND idempotency_key = k.key LIMIT 1) m",
             new { tenant, keys = requests.Select(r => r.IdempotencyKey).Where(k => !mine.Contains(k)).Distinct().ToArray() });
-        return (claimed, repeats.ToDictionary(r => r.Key, r => r.MessageId, StringComparer.Ordinal));
+        var known = repeats.ToDictionary(r => r.Key, r => r.MessageId, StringComparer.Ordinal);
+        // A key Redis remembers but PostgreSQL does not (its insert after the SET NX never committed):
+        // the row is the truth, so the message is accepted now rather than lost.
+        var lost = Enumerable.Range(0, requests.Count)
+            .Where(i => !mine.Contains(requests[i].IdempotencyKey) && !known.ContainsKey(requests[i].IdempotencyKey)).ToList();
+        claimed.AddRange(await InsertClaimedAsync(lost));
+        return (claimed, known);
     }
 }
