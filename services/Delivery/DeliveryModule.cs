@@ -53,7 +53,7 @@ public static class DeliveryModule
 
         var retry = configuration.GetSection("Delivery:Retry").Get<RetryOptions>() ?? new RetryOptions();
         services.AddSingleton(sp => new RetryPolicy(retry, time: sp.GetRequiredService<TimeProvider>()));
-        services.AddHttpClient<ISmsSender, TwilioSmsSender>();
+        services.AddHttpClient<ISmsSender, TwilioSmsSender>(c => c.Timeout = Timeout.InfiniteTimeSpan); // timeouts per attempt, in the sender
         services.AddSingleton<IEmailSender, SmtpEmailSender>();
 
         services.AddSingleton<TenantPolicies>();

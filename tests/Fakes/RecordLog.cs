@@ -24,11 +24,10 @@ internal sealed class RecordLog<T>
     public void Add(T item)
     {
         List<TaskCompletionSource<IReadOnlyList<T>>> ready = [];
-        IReadOnlyList<T> snapshot;
+        IReadOnlyList<T> snapshot = [];
         lock (_gate)
         {
             _items.Add(item);
-            snapshot = _items.ToArray();
             for (var i = _waiters.Count - 1; i >= 0; i--)
             {
                 if (_items.Count >= _waiters[i].Count)
@@ -37,6 +36,8 @@ internal sealed class RecordLog<T>
                     _waiters.RemoveAt(i);
                 }
             }
+            // Copied only for waiters: recording N items stays O(N) when nobody waits.
+            if (ready.Count > 0) snapshot = _items.ToArray();
         }
         // Completed outside the lock; RunContinuationsAsynchronously keeps waiters off this thread.
         foreach (var signal in ready)

@@ -35,8 +35,6 @@ public sealed class DeliveryPipeline(
     /// <summary>A worker holds a message for this long; a crashed worker's messages come back after it.</summary>
     public static readonly TimeSpan Lease = TimeSpan.FromMinutes(2);
 
-    public Task ProcessAsync(string tenant, Guid messageId, CancellationToken ct) => ProcessAsync(tenant, [messageId], ct);
-
     /// <summary>Claims the messages that are due and not held elsewhere, and runs them through the pipeline.</summary>
     public async Task ProcessAsync(string tenant, IReadOnlyList<Guid> messageIds, CancellationToken ct)
     {

@@ -56,13 +56,6 @@ public static class SmsSegments
             : Pack(SmsEncoding.Ucs2, Ucs2Widths(body), Ucs2SingleLimit, Ucs2PartLimit);
     }
 
-    /// <summary>True when every character of <paramref name="text"/> is in the GSM-7 alphabet or its extension table.</summary>
-    public static bool IsGsm7(string text)
-    {
-        ArgumentNullException.ThrowIfNull(text);
-        return TryGsm7Widths(text, out _);
-    }
-
     private static bool TryGsm7Widths(string body, out List<int> widths)
     {
         widths = new List<int>(body.Length);

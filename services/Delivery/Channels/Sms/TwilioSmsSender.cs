@@ -12,15 +12,13 @@ namespace Crm.Delivery.Channels.Sms;
 /// </summary>
 /// <remarks>
 /// Takes an <see cref="HttpClient"/> rather than the factory so the module can register it as a typed client
-/// of the named client <see cref="HttpClientName"/> and the factory keeps managing handler lifetimes. One
+/// and the factory keeps managing handler lifetimes. One
 /// client serves every tenant: credentials travel on each request, never on the client. Leave the client's
-/// own <see cref="HttpClient.Timeout"/> above <see cref="RetryOptions.RequestTimeout"/> (or infinite): the
+/// own <see cref="HttpClient.Timeout"/> infinite (the module does): the
 /// per-request timeout is enforced here, where a timeout can be told apart from the caller's cancellation.
 /// </remarks>
 public sealed class TwilioSmsSender : ISmsSender
 {
-    public const string HttpClientName = "twilio";
-
     // The number itself cannot take our SMS (invalid, opted out with STOP, landline): Contacts marks the channel.
     private static readonly FrozenSet<int> UnreachableCodes = FrozenSet.Create(21211, 21610, 21614);
 

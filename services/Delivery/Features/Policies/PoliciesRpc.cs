@@ -43,7 +43,7 @@ public sealed partial class DeliveryGrpcService
                 """, new { tenant, r.RuleId, scope = ScopeWord(r.Scope), r.ScopeValue, r.Limit, r.WindowSeconds }, tx);
         await EnsureSettingsAsync(conn, tx, tenant);
         await conn.ExecuteAsync("UPDATE delivery_settings SET transactional_hourly_limit = @limit WHERE tenant_id = @tenant",
-            new { tenant, limit = request.TransactionalHourlyLimit == 0 ? 20 : request.TransactionalHourlyLimit }, tx);
+            new { tenant, limit = request.TransactionalHourlyLimit == 0 ? Policies.DeliverySettings.Default.TransactionalHourlyLimit : request.TransactionalHourlyLimit }, tx);
         await tx.CommitAsync(context.CancellationToken);
         _policies.Invalidate(tenant);
         return await GetFrequencyCapRules(new GetFrequencyCapRulesRequest(), context);
