@@ -190,6 +190,24 @@ public sealed class DeliveryPipelineTests(DeliveryFixture fx)
     }
 
     [Fact]
+    public async Task Should_refuse_a_provider_account_its_sender_could_not_use_naming_the_problem()
+    {
+        var t = await fx.NewWorkspaceAsync();
+        var account = new ProviderAccount { AccountId = "smtp-typo", Kind = ProviderKind.Smtp, Channel = Channel.Email, MessagesPerSecond = 10 };
+        account.Settings.Add("host", "smtp.example.kr");
+        account.Settings.Add("from", "shop@example.kr");
+        account.Settings.Add("port", "25x");
+
+        var ex = await Assert.ThrowsAsync<Grpc.Core.RpcException>(() =>
+            fx.Client.UpsertProviderAccountAsync(new UpsertProviderAccountRequest { Account = account }, fx.As(t)).ResponseAsync);
+
+        Assert.Equal(Grpc.Core.StatusCode.InvalidArgument, ex.StatusCode);
+        var violation = Assert.Single(Grpc.Core.RpcExceptionExtensions.GetRpcStatus(ex)!.GetDetail<Google.Rpc.BadRequest>()!.FieldViolations);
+        Assert.Equal("account.settings", violation.Field);
+        Assert.Equal("port '25x' is not a TCP port", violation.Description);
+    }
+
+    [Fact]
     public async Task Should_accept_a_key_Redis_remembers_but_PostgreSQL_never_stored()
     {
         // A worker set the key in Redis and died before its insert committed: the row is the truth.

@@ -120,15 +120,21 @@ public sealed partial class DeliveryGrpcService
         if (a.Kind == ProviderKind.Twilio && a.Channel != Channel.Sms) v.Add("account.channel", "a Twilio account sends SMS");
         if (a.Kind == ProviderKind.Smtp && a.Channel != Channel.Email) v.Add("account.channel", "an SMTP account sends email");
         if (a.MessagesPerSecond is <= 0 or > 10_000) v.Add("account.messages_per_second", "must be between 0 and 10000");
-        if (a.Kind == ProviderKind.Twilio && !a.Settings.ContainsKey("account_sid")) v.Add("account.settings", "account_sid is required");
-        if (a.Kind == ProviderKind.Twilio && !a.Settings.ContainsKey("from") && !a.Settings.ContainsKey("messaging_service_sid"))
-            v.Add("account.settings", "from or messaging_service_sid is required");
-        if (a.Kind == ProviderKind.Smtp && (!a.Settings.ContainsKey("host") || !a.Settings.ContainsKey("from"))) v.Add("account.settings", "host and from are required");
+        var kind = a.Kind switch { ProviderKind.Twilio => "twilio", ProviderKind.Smtp => "smtp", _ => Channels.NoopSender.Kind };
+        // Settings are checked by the readers the senders use, so an account accepted here is one they can
+        // send through. Without a new secret the stored one is kept: a placeholder stands in for it.
+        var candidate = new Channels.ProviderAccountConfig(a.AccountId, kind, a.Settings.ToDictionary(), request.Secret.Length > 0 ? request.Secret : "(stored)");
+        var problem = a.Kind switch
+        {
+            ProviderKind.Twilio => Channels.Sms.TwilioAccount.Read(candidate).Problem,
+            ProviderKind.Smtp => Channels.Email.SmtpAccount.Read(candidate).Problem,
+            _ => null,
+        };
+        if (problem is not null) v.Add("account.settings", problem);
         v.ThrowIfInvalid();
 
         var tenant = caller.TenantId;
         var channel = a.Channel == Channel.Sms ? "sms" : "email";
-        var kind = a.Kind switch { ProviderKind.Twilio => "twilio", ProviderKind.Smtp => "smtp", _ => Channels.NoopSender.Kind };
         await using var conn = await _db.OpenConnectionAsync(context.CancellationToken);
         await using var tx = await conn.BeginTransactionAsync(context.CancellationToken);
         if (a.IsDefault)
