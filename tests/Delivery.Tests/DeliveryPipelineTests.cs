@@ -208,6 +208,20 @@ public sealed class DeliveryPipelineTests(DeliveryFixture fx)
     }
 
     [Fact]
+    public async Task Should_refuse_a_sender_profile_whose_unsubscribe_headers_could_not_be_written()
+    {
+        var t = await fx.NewWorkspaceAsync();
+        var ex = await Assert.ThrowsAsync<Grpc.Core.RpcException>(() => fx.Client.SetSenderProfileAsync(new SetSenderProfileRequest
+        {
+            Profile = new SenderProfile { SenderName = "데모상점", UnsubscribeUrl = "https://shop.example.kr/수신거부/{message_id}", UnsubscribeMailto = "nobody" },
+        }, fx.As(t)).ResponseAsync);
+
+        Assert.Equal(Grpc.Core.StatusCode.InvalidArgument, ex.StatusCode);
+        var fields = Grpc.Core.RpcExceptionExtensions.GetRpcStatus(ex)!.GetDetail<Google.Rpc.BadRequest>()!.FieldViolations.Select(f => f.Field);
+        Assert.Equal(["profile.unsubscribe_url", "profile.unsubscribe_mailto"], fields);
+    }
+
+    [Fact]
     public async Task Should_accept_a_key_Redis_remembers_but_PostgreSQL_never_stored()
     {
         // A worker set the key in Redis and died before its insert committed: the row is the truth.

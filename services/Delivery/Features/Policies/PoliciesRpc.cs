@@ -93,8 +93,12 @@ public sealed partial class DeliveryGrpcService
         var caller = context.Caller(Scope.DeliveryAdmin);
         var p = request.Profile ?? throw new InvalidArgumentException("profile", "is required");
         var v = new Validation();
-        if (p.UnsubscribeUrl.Length > 0 && !p.UnsubscribeUrl.StartsWith("https://", StringComparison.Ordinal))
-            v.Add("profile.unsubscribe_url", "must be an https URL (RFC 8058 one-click unsubscribe)");
+        // Checked by the helper that writes the headers at send time (with a sample message id), so a
+        // profile accepted here never fails a marketing email later.
+        if (p.UnsubscribeUrl.Length > 0)
+            CheckUnsubscribe(v, "profile.unsubscribe_url", () => Channels.AdvertisingForm.UnsubscribeHeaders(p.UnsubscribeUrl.Replace("{message_id}", Guid.Empty.ToString("N"), StringComparison.Ordinal), null));
+        if (p.UnsubscribeMailto.Length > 0)
+            CheckUnsubscribe(v, "profile.unsubscribe_mailto", () => Channels.AdvertisingForm.UnsubscribeHeaders(null, p.UnsubscribeMailto));
         if (p.TimeZone.Length > 0 && !TimeZoneInfo.TryFindSystemTimeZoneById(p.TimeZone, out _)) v.Add("profile.time_zone", $"'{p.TimeZone}' is not an IANA time zone");
         v.ThrowIfInvalid();
         await using var conn = await _db.OpenConnectionAsync(context.CancellationToken);
@@ -107,6 +111,18 @@ public sealed partial class DeliveryGrpcService
             """, new { tenant = caller.TenantId, p.SenderName, p.OptOutNumber, p.UnsubscribeUrl, p.UnsubscribeMailto, p.TimeZone });
         _policies.Invalidate(caller.TenantId);
         return p;
+    }
+
+    private static void CheckUnsubscribe(Validation v, string field, Action build)
+    {
+        try
+        {
+            build();
+        }
+        catch (ArgumentException e)
+        {
+            v.Add(field, $"{e.Message.Split(" (Parameter", 2)[0]} (RFC 8058 one-click unsubscribe needs an https URL or a mailto address)");
+        }
     }
 
     public override async Task<ProviderAccount> UpsertProviderAccount(UpsertProviderAccountRequest request, ServerCallContext context)
