@@ -17,23 +17,12 @@ public sealed record BenchEnvironment(string Postgres, string RabbitMq, string R
             root, work);
     }
 
-    public async Task DropDatabaseAsync(string name)
-    {
-        NpgsqlConnection.ClearAllPools();
-        await using var conn = new NpgsqlConnection(Postgres);
-        await conn.OpenAsync();
-        await using var drop = new NpgsqlCommand($"DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)", conn);
-        await drop.ExecuteNonQueryAsync();
-    }
+    public Task DropDatabaseAsync(string name) => Crm.TestSupport.TestServers.DropDatabaseAsync(name);
 
     public async Task<string> FreshDatabaseAsync(string name)
     {
-        NpgsqlConnection.ClearAllPools();
-        await using var conn = new NpgsqlConnection(Postgres);
-        await conn.OpenAsync();
-        await using (var drop = new NpgsqlCommand($"DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)", conn)) await drop.ExecuteNonQueryAsync();
-        await using (var create = new NpgsqlCommand($"CREATE DATABASE \"{name}\"", conn)) await create.ExecuteNonQueryAsync();
-        return new NpgsqlConnectionStringBuilder(Postgres) { Database = name }.ConnectionString;
+        await Crm.TestSupport.TestServers.DropDatabaseAsync(name);
+        return await Crm.TestSupport.TestServers.CreateDatabaseAsync(name);
     }
 
     /// <summary>Starts a built service (Release) as its own process, so its memory is measured alone.</summary>
@@ -41,8 +30,8 @@ public sealed record BenchEnvironment(string Postgres, string RabbitMq, string R
     {
         var dll = Path.Combine(RepoRoot, "services", assembly.Replace("Crm.", "", StringComparison.Ordinal), "bin", "Release", "net10.0", assembly + ".dll");
         if (!File.Exists(dll)) throw new FileNotFoundException($"{dll} is not built; run `dotnet build -c Release` first.");
-        var grpc = FreePort();
-        var http = FreePort();
+        var grpc = Crm.TestSupport.TestServers.FreePort();
+        var http = Crm.TestSupport.TestServers.FreePort();
         var psi = new ProcessStartInfo("dotnet", dll) { RedirectStandardOutput = true, RedirectStandardError = true, WorkingDirectory = Path.GetDirectoryName(dll)! };
         psi.Environment["Kestrel__Endpoints__Grpc__Url"] = $"http://127.0.0.1:{grpc}";
         psi.Environment["Kestrel__Endpoints__Http__Url"] = $"http://127.0.0.1:{http}";
@@ -66,13 +55,6 @@ public sealed record BenchEnvironment(string Postgres, string RabbitMq, string R
             await Task.Delay(200);
         }
         return new ServiceProcess(process, new Uri($"http://127.0.0.1:{grpc}"));
-    }
-
-    private static int FreePort()
-    {
-        using var l = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
-        l.Start();
-        return ((System.Net.IPEndPoint)l.LocalEndpoint).Port;
     }
 }
 
