@@ -33,12 +33,6 @@ internal sealed class PgBinaryCopy
 
     public void Null() => Int32(-1);
 
-    public void Text(ReadOnlySpan<byte> utf8)
-    {
-        Int32(utf8.Length);
-        _buffer.Write(utf8);
-    }
-
     public void Text(string value)
     {
         var length = System.Text.Encoding.UTF8.GetByteCount(value);

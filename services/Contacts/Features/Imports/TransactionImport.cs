@@ -10,7 +10,6 @@ using Crm.Contracts.Contacts;
 using Crm.Contacts.V1;
 using Dapper;
 using Npgsql;
-using NpgsqlTypes;
 
 namespace Crm.Contacts.Features.Imports;
 
@@ -318,12 +317,6 @@ public sealed class TransactionImport
     }
 
     private static bool IsCurrency(string c) => c.Length == 3 && char.IsAsciiLetterUpper(c[0]) && char.IsAsciiLetterUpper(c[1]) && char.IsAsciiLetterUpper(c[2]);
-
-    private static void WriteNullable(NpgsqlBinaryImporter copy, string? value)
-    {
-        if (value is null) copy.WriteNull();
-        else copy.Write(value, NpgsqlDbType.Text);
-    }
 
     /// <summary>A valid row: the order facts a new fragment takes from its first row, and the item's amounts.</summary>
     private readonly record struct ParsedRow(string OrderId, string? CustomerId, (DateTime Utc, int Offset) At, string Currency, string Status,
