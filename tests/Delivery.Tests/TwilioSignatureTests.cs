@@ -24,6 +24,12 @@ public sealed class TwilioSignatureTests
 
     public static TheoryData<string> CaseNames => new(Cases.Value.Keys);
 
+    /// <summary>Valid cases whose signature was made over the URL exactly as given (negative and port-variant cases are covered by Validate).</summary>
+    public static TheoryData<string> SignedAsGivenCaseNames => new(Cases.Value.Where(kv =>
+        kv.Value.GetProperty("expectedValid").GetBoolean()
+        && !kv.Value.TryGetProperty("csharpExpectedValid", out _)
+        && !(kv.Value.TryGetProperty("signedUrlDiffersFromInputUrl", out var differs) && differs.GetBoolean())).Select(kv => kv.Key));
+
     [Theory]
     [MemberData(nameof(CaseNames))]
     public void Validate_agrees_with_twilio_csharp(string name)
@@ -37,17 +43,10 @@ public sealed class TwilioSignatureTests
     }
 
     [Theory]
-    [MemberData(nameof(CaseNames))]
+    [MemberData(nameof(SignedAsGivenCaseNames))]
     public void Compute_reproduces_signatures_made_over_the_URL_as_given(string name)
     {
         var c = Cases.Value[name];
-        var signedAsGiven = c.GetProperty("expectedValid").GetBoolean()
-            && !c.TryGetProperty("csharpExpectedValid", out _)
-            && !(c.TryGetProperty("signedUrlDiffersFromInputUrl", out var differs) && differs.GetBoolean());
-        if (!signedAsGiven)
-        {
-            return;  // negative cases and port-variant cases are covered by Validate
-        }
         // Derived cases name the URL that was signed separately from the URL validated.
         var signedUrl = c.TryGetProperty("signedUrl", out var s) ? s.GetString()! : Url(c);
 
