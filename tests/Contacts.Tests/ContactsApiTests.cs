@@ -221,6 +221,14 @@ public sealed class ContactsApiTests(ContactsFixture fx)
         Assert.NotEqual(list.Orders[0].OrderId, Assert.Single(next.Orders).OrderId);
         Assert.Equal(540, next.Orders[0].UtcOffsetMinutes);
 
+        // Segments read the stored items by name in SQL.
+        await using (var conn = new NpgsqlConnection(fx.ConnectionString))
+        {
+            var items = (await conn.QueryAsync<(int LineNo, string Sku, string Name, string Category, decimal Quantity, decimal UnitPrice)>(
+                "SELECT l.* FROM orders o, order_lines(o.lines) l WHERE o.tenant_id = @t AND o.order_id = 'o-1' ORDER BY l.line_no", new { t })).ToList();
+            Assert.Equal([(1, "sku-a", "상품", "beauty", 2m, 0.1m), (2, "sku-b", "상품", "beauty", 1m, 0.2m)], items);
+        }
+
         var bad = await Rpc.FailsWith(StatusCode.InvalidArgument, () => Client.RecordTransactionsAsync(new RecordTransactionsRequest
         {
             Orders = { new Order { OrderId = "o-3", Currency = "KRWX", Lines = { new LineItem { Sku = "x", Quantity = "1", UnitPrice = "1,000" } } } },

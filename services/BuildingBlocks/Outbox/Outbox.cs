@@ -22,10 +22,18 @@ public static class Outbox
             new { type = TypeName<T>(), payload = JsonSerializer.Serialize(message, Json) },
             transaction);
 
-    public static async Task EnqueueManyAsync<T>(NpgsqlConnection connection, NpgsqlTransaction transaction, IEnumerable<T> messages)
+    public static Task EnqueueManyAsync<T>(NpgsqlConnection connection, NpgsqlTransaction transaction, IEnumerable<T> messages)
+        where T : class =>
+        EnqueueSerializedAsync<T>(connection, transaction, Serialize(messages));
+
+    /// <summary>The payloads of <paramref name="messages"/>, for a caller that serializes while the database is busy with something else.</summary>
+    public static string[] Serialize<T>(IEnumerable<T> messages) where T : class =>
+        messages.Select(m => JsonSerializer.Serialize(m, Json)).ToArray();
+
+    /// <summary>Enqueues payloads made by <see cref="Serialize{T}"/>.</summary>
+    public static async Task EnqueueSerializedAsync<T>(NpgsqlConnection connection, NpgsqlTransaction transaction, string[] payloads)
         where T : class
     {
-        var payloads = messages.Select(m => JsonSerializer.Serialize(m, Json)).ToArray();
         if (payloads.Length == 0) return;
         await connection.ExecuteAsync(
             "INSERT INTO outbox_messages (message_type, payload) SELECT @type, p FROM unnest(@payloads) AS p",

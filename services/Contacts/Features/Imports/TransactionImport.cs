@@ -40,6 +40,9 @@ public sealed class TransactionImport
 
     private int _iOrder, _iCustomer, _iAt, _iCurrency, _iSku, _iName, _iCategory, _iQty, _iPrice, _iStatus;
     private readonly BytesCache _orderIds = new();
+    /// <summary>Customer id → contact id for customers this import has resolved (see <see cref="ContactIdsAsync"/>).</summary>
+    private readonly Dictionary<string, Guid> _knownContacts = new(StringComparer.Ordinal);
+    private const int KnownContactsLimit = 200_000;
     private readonly BytesCache _customers = new(ContactFields.NormaliseExternalId);
     private readonly BytesCache _currencies = new(s => s.ToUpperInvariant());
     private readonly BytesCache _times = new();
@@ -154,18 +157,15 @@ public sealed class TransactionImport
         var fresh = orders.Values.Where(f => !known.ContainsKey(f.OrderId)).ToList();
         var appended = orders.Values.Where(f => known.TryGetValue(f.OrderId, out var ours) && ours).ToList();
 
-        var (contactIds, created) = await PurchaseContacts.EnsureAsync(conn, tx, _run.Tenant, fresh.Select(f => f.CustomerId).OfType<string>().Distinct().ToArray(), ct);
-        _contactsCreated += created;
-        var recorded = new List<RecordedOrder>(fresh.Count + appended.Count);
+        var contactIds = await ContactIdsAsync(conn, tx, fresh, ct);
 
-        var copy = new PgBinaryCopy(fresh.Count * 1024 + 64);
+        var copy = new PgBinaryCopy(fresh.Count * 512 + 64);
         foreach (var f in fresh)
         {
-            Guid? contactId = f.CustomerId is null ? null : contactIds[f.CustomerId];
             copy.StartRow(10);
             copy.Text(_run.Tenant);
             copy.Text(f.OrderId);
-            if (contactId is { } id) copy.Uuid(id); else copy.Null();
+            if (ContactOf(f, contactIds) is { } id) copy.Uuid(id); else copy.Null();
             copy.TimestampTz(f.OccurredAt);
             copy.Int4(f.Offset);
             copy.Text(f.Currency);
@@ -173,16 +173,24 @@ public sealed class TransactionImport
             copy.Text(f.Status);
             batch.WriteLinesJson(copy, f);
             copy.Uuid(_run.ImportId);
-            recorded.Add(batch.ToEvent(f, contactId, f.Total));
         }
-        if (fresh.Count > 0)
+        // PostgreSQL ingests the orders while this thread turns them into their events.
+        var copying = fresh.Count > 0 ? CopyOrdersAsync(conn, copy.Finish(), ct) : Task.CompletedTask;
+        string[] payloads;
+        try
         {
-            await using var stream = await conn.BeginRawBinaryCopyAsync(
-                "COPY orders (tenant_id, order_id, contact_id, occurred_at, utc_offset_minutes, currency, total, status, lines, import_id) FROM STDIN (FORMAT BINARY)", ct);
-            await stream.WriteAsync(copy.Finish(), ct);
+            payloads = Outbox.Serialize(fresh.Select(f => batch.ToEvent(f, ContactOf(f, contactIds), f.Total))
+                .Chunk(OrdersPerEvent).Select(c => new TransactionsRecorded(_run.Tenant, c)));
+        }
+        finally
+        {
+            await copying;
         }
         _ordersCreated += fresh.Count;
+        await Outbox.EnqueueSerializedAsync<TransactionsRecorded>(conn, tx, payloads);
 
+        // Events carry state: an appended order is announced again with its new total.
+        var appendedEvents = new List<RecordedOrder>(appended.Count);
         foreach (var f in appended)
         {
             var state = await conn.QuerySingleAsync<(Guid? ContactId, decimal Total)>(new CommandDefinition("""
@@ -190,11 +198,42 @@ public sealed class TransactionImport
                 WHERE tenant_id = @tenant AND order_id = @orderId
                 RETURNING contact_id, total
                 """, new { tenant = _run.Tenant, orderId = f.OrderId, lines = batch.LinesJsonString(f), total = f.Total }, tx, cancellationToken: ct));
-            recorded.Add(batch.ToEvent(f, state.ContactId, state.Total));
+            appendedEvents.Add(batch.ToEvent(f, state.ContactId, state.Total));
         }
+        await Outbox.EnqueueManyAsync(conn, tx, appendedEvents.Chunk(OrdersPerEvent).Select(c => new TransactionsRecorded(_run.Tenant, c)));
+    }
 
-        // Events carry state: an appended order is announced again with its new total.
-        await Outbox.EnqueueManyAsync(conn, tx, recorded.Chunk(OrdersPerEvent).Select(c => new TransactionsRecorded(_run.Tenant, c)));
+    private static Guid? ContactOf(Fragment f, Dictionary<string, Guid> contactIds) => f.CustomerId is null ? null : contactIds[f.CustomerId];
+
+    private static async Task CopyOrdersAsync(NpgsqlConnection conn, ReadOnlyMemory<byte> rows, CancellationToken ct)
+    {
+        await using var stream = await conn.BeginRawBinaryCopyAsync(
+            "COPY orders (tenant_id, order_id, contact_id, occurred_at, utc_offset_minutes, currency, total, status, lines, import_id) FROM STDIN (FORMAT BINARY)", ct);
+        await stream.WriteAsync(rows, ct);
+    }
+
+    /// <summary>
+    /// The contact of each customer of the new orders, created when the customer is new. Customers
+    /// already resolved by this import are remembered (a bounded map), so later batches mostly ask
+    /// the database about customers it has not seen yet.
+    /// </summary>
+    private async Task<Dictionary<string, Guid>> ContactIdsAsync(NpgsqlConnection conn, NpgsqlTransaction tx, List<Fragment> fresh, CancellationToken ct)
+    {
+        var unknown = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var f in fresh)
+            if (f.CustomerId is { } c && !_knownContacts.ContainsKey(c)) unknown.Add(c);
+        if (unknown.Count == 0) return _knownContacts;
+        var (ids, created) = await PurchaseContacts.EnsureAsync(conn, tx, _run.Tenant, [.. unknown], ct);
+        _contactsCreated += created;
+        if (_knownContacts.Count + ids.Count > KnownContactsLimit)
+        {
+            // Forget all but this batch's customers.
+            foreach (var f in fresh)
+                if (f.CustomerId is { } c && !ids.ContainsKey(c)) ids[c] = _knownContacts[c];
+            _knownContacts.Clear();
+        }
+        foreach (var (externalId, contactId) in ids) _knownContacts[externalId] = contactId;
+        return _knownContacts;
     }
 
     private void MapColumns(ColumnMap map)
@@ -329,7 +368,7 @@ public sealed class TransactionImport
     /// </summary>
     private sealed class Batch
     {
-        private readonly ArrayBufferWriter<byte> _arena = new(BatchRows * 96);
+        private readonly ArrayBufferWriter<byte> _arena = new(BatchRows * 48);
         private readonly List<(int Start, int Length)> _skus = new(BatchRows);
         private readonly List<(int Start, int Length)> _categories = [];
 
@@ -347,21 +386,22 @@ public sealed class TransactionImport
         public void AddLine(Fragment f, ReadOnlySpan<byte> sku, ReadOnlySpan<byte> name, ReadOnlySpan<byte> category, decimal quantity, decimal unitPrice)
         {
             if (f.JsonLength > 0) _arena.Write(","u8);
-            _arena.Write("{\"sku\":"u8);
+            // [sku, name, category, quantity, unit_price] (OrderLinesJson's form).
+            _arena.Write("["u8);
             var skuStart = _arena.WrittenCount + 1;
             Utf8Writers.JsonString(_arena, sku);
             var skuLength = _arena.WrittenCount - 1 - skuStart;
-            _arena.Write(",\"name\":"u8);
+            _arena.Write(","u8);
             if (name.IsEmpty) _arena.Write("null"u8); else Utf8Writers.JsonString(_arena, name);
-            _arena.Write(",\"category\":"u8);
+            _arena.Write(","u8);
             var categoryStart = _arena.WrittenCount + 1;
             if (category.IsEmpty) _arena.Write("null"u8); else Utf8Writers.JsonString(_arena, category);
             var categoryLength = _arena.WrittenCount - 1 - categoryStart;
-            _arena.Write(",\"quantity\":"u8);
+            _arena.Write(","u8);
             Utf8Writers.Number(_arena, quantity);
-            _arena.Write(",\"unit_price\":"u8);
+            _arena.Write(","u8);
             Utf8Writers.Number(_arena, unitPrice);
-            _arena.Write("}"u8);
+            _arena.Write("]"u8);
             f.JsonLength = _arena.WrittenCount - f.JsonStart;
             f.Total += quantity * unitPrice;
             if (!Contains(_skus, f.SkuStart, skuStart, skuLength)) _skus.Add((skuStart, skuLength));

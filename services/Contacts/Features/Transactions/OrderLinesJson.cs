@@ -4,7 +4,11 @@ using Crm.Contacts.V1;
 
 namespace Crm.Contacts.Features.Transactions;
 
-/// <summary>The JSON form of an order's line items (orders.lines): decimals as exact JSON numbers.</summary>
+/// <summary>
+/// The JSON form of an order's line items (orders.lines): one positional array per item,
+/// [sku, name, category, quantity, unit_price], with decimals as exact JSON numbers. In SQL,
+/// order_lines(lines) reads them by name.
+/// </summary>
 public static class OrderLinesJson
 {
     /// <summary>Korean names stay readable (and compact) in the stored JSON; it is never embedded in HTML.</summary>
@@ -12,13 +16,13 @@ public static class OrderLinesJson
 
     public static void WriteLine(Utf8JsonWriter w, string sku, string? name, string? category, decimal quantity, decimal unitPrice)
     {
-        w.WriteStartObject();
-        w.WriteString("sku"u8, sku);
-        if (name is null) w.WriteNull("name"u8); else w.WriteString("name"u8, name);
-        if (category is null) w.WriteNull("category"u8); else w.WriteString("category"u8, category);
-        w.WriteNumber("quantity"u8, quantity);
-        w.WriteNumber("unit_price"u8, unitPrice);
-        w.WriteEndObject();
+        w.WriteStartArray();
+        w.WriteStringValue(sku);
+        if (name is null) w.WriteNullValue(); else w.WriteStringValue(name);
+        if (category is null) w.WriteNullValue(); else w.WriteStringValue(category);
+        w.WriteNumberValue(quantity);
+        w.WriteNumberValue(unitPrice);
+        w.WriteEndArray();
     }
 
     public static IEnumerable<LineItem> Read(string json)
@@ -29,11 +33,11 @@ public static class OrderLinesJson
         {
             items.Add(new LineItem
             {
-                Sku = e.GetProperty("sku").GetString() ?? "",
-                Name = e.TryGetProperty("name", out var n) && n.ValueKind == JsonValueKind.String ? n.GetString()! : "",
-                Category = e.TryGetProperty("category", out var c) && c.ValueKind == JsonValueKind.String ? c.GetString()! : "",
-                Quantity = e.GetProperty("quantity").GetDecimal().ToString(CultureInfo.InvariantCulture),
-                UnitPrice = e.GetProperty("unit_price").GetDecimal().ToString(CultureInfo.InvariantCulture),
+                Sku = e[0].GetString() ?? "",
+                Name = e[1].ValueKind == JsonValueKind.String ? e[1].GetString()! : "",
+                Category = e[2].ValueKind == JsonValueKind.String ? e[2].GetString()! : "",
+                Quantity = e[3].GetDecimal().ToString(CultureInfo.InvariantCulture),
+                UnitPrice = e[4].GetDecimal().ToString(CultureInfo.InvariantCulture),
             });
         }
         return items;
