@@ -4,7 +4,11 @@ namespace Crm.Delivery.Channels;
 /// <param name="Settings">Twilio: account_sid, from or messaging_service_sid, base_url (defaults to https://api.twilio.com),
 /// status_callback_url. SMTP: host, port, from, from_name, username, secure (none, starttls, ssl).</param>
 /// <param name="Secret">Twilio auth token; SMTP password (may be null).</param>
-public sealed record ProviderAccountConfig(string AccountId, string Kind, IReadOnlyDictionary<string, string> Settings, string? Secret);
+public sealed record ProviderAccountConfig(string AccountId, string Kind, IReadOnlyDictionary<string, string> Settings, string? Secret)
+{
+    /// <summary>Delivery receipts come back naming the provider's message id (Twilio status callbacks), so such ids are indexed.</summary>
+    public bool SendsReceipts => Kind == "twilio";
+}
 
 public sealed record OutgoingSms(string To, string Body);
 

@@ -252,7 +252,7 @@ public sealed class DeliveryPipeline(
         {
             case SendOutcomeKind.Sent:
             case SendOutcomeKind.Unconfirmed:
-                outcomes.Sent(m, outcome, segments);
+                outcomes.Sent(m, outcome, segments, config.SendsReceipts);
                 break;
             case SendOutcomeKind.Permanent:
                 outcomes.Fail(m, outcome.Reason, outcome.RecipientUnreachable, attempted: true);

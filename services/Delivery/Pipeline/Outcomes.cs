@@ -10,14 +10,16 @@ namespace Crm.Delivery.Pipeline;
 
 /// <summary>
 /// What happened to each message of a batch, written at the end in one transaction: the status and
-/// reason on the message, a step on its timeline, and the batch's events in the outbox.
+/// reason on the message, a step on its timeline, and the batch's events in the outbox. A plain
+/// "sent" step is not stored: the timeline reads it from the message's sent_at, as it reads
+/// "accepted" from created_at.
 /// </summary>
 internal sealed class Outcomes(string tenant, TimeProvider clock)
 {
     private readonly ConcurrentDictionary<Guid, Outcome> _byMessage = new();
 
     private sealed record Outcome(MessageRow Message, string Status, string Reason, string? RuleId = null, DateTimeOffset? NotBefore = null,
-        bool ReleaseCaps = false, bool Unreachable = false, SendOutcome? Sent = null, int? Segments = null, bool Attempted = false);
+        bool ReleaseCaps = false, bool Unreachable = false, SendOutcome? Sent = null, int? Segments = null, bool Attempted = false, bool IndexProviderId = false);
 
     public string Tenant { get; } = tenant;
 
@@ -31,10 +33,11 @@ internal sealed class Outcomes(string tenant, TimeProvider clock)
     public void Fail(MessageRow m, string reason, bool unreachable, bool attempted = false) =>
         _byMessage[m.MessageId] = new(m, "failed", reason, ReleaseCaps: true, Unreachable: unreachable, Attempted: attempted);
 
-    public void Sent(MessageRow m, SendOutcome outcome, int? segments) =>
+    /// <param name="receipts">The provider reports delivery by its message id, so the id is indexed for the receipt to find the message.</param>
+    public void Sent(MessageRow m, SendOutcome outcome, int? segments, bool receipts) =>
         _byMessage[m.MessageId] = new(m, "sent",
             outcome.Kind == SendOutcomeKind.Unconfirmed ? $"unconfirmed: {outcome.Reason} (not retried, to avoid a duplicate)" : "",
-            Sent: outcome, Segments: segments, Attempted: true);
+            Sent: outcome, Segments: segments, Attempted: true, IndexProviderId: receipts);
 
     /// <summary>After an unexpected error: every message not decided yet is deferred (and its caps released).</summary>
     public void DeferUndecided(IEnumerable<MessageRow> batch, DateTimeOffset until, string reason)
@@ -60,9 +63,10 @@ internal sealed class Outcomes(string tenant, TimeProvider clock)
                 AS o(id, status, reason, rule_id, not_before, provider_id, segments, release, attempted)
             WHERE m.message_id = o.id AND m.tenant_id = @tenant;
             INSERT INTO message_events (tenant_id, message_id, status, reason, at)
-            SELECT @tenant, id, status, reason, @now FROM unnest(@ids, @statuses, @reasons) AS e(id, status, reason);
+            SELECT @tenant, id, status, reason, @now FROM unnest(@ids, @statuses, @reasons) AS e(id, status, reason)
+            WHERE NOT (status = 'sent' AND reason = '');
             INSERT INTO message_provider_ids (tenant_id, provider_message_id, message_id)
-            SELECT @tenant, provider_id, id FROM unnest(@ids, @providerIds) AS p(id, provider_id) WHERE provider_id IS NOT NULL
+            SELECT @tenant, provider_id, id FROM unnest(@ids, @receiptIds) AS p(id, provider_id) WHERE provider_id IS NOT NULL
             ON CONFLICT DO NOTHING;
             """, new
         {
@@ -74,6 +78,7 @@ internal sealed class Outcomes(string tenant, TimeProvider clock)
             ruleIds = all.Select(o => o.RuleId).ToArray(),
             notBefores = all.Select(o => o.NotBefore?.UtcDateTime).ToArray(),
             providerIds = all.Select(o => o.Sent?.ProviderMessageId).ToArray(),
+            receiptIds = all.Select(o => o.IndexProviderId ? o.Sent?.ProviderMessageId : null).ToArray(),
             segments = all.Select(o => o.Segments).ToArray(),
             releases = all.Select(o => o.ReleaseCaps).ToArray(),
             attempted = all.Select(o => o.Attempted).ToArray(),

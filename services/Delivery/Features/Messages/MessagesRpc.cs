@@ -124,9 +124,12 @@ public sealed partial class DeliveryGrpcService
         var row = await conn.QuerySingleOrDefaultAsync<MessageRow>(
             $"SELECT {MessageRow.Columns} FROM messages WHERE tenant_id = @tenant AND message_id = @id", new { tenant, id });
         if (row is null) return null;
-        // The timeline starts with the message's creation; every later change is a row of message_events.
-        var events = await conn.QueryAsync<(string Status, string Reason, DateTime At)>(
-            "SELECT status, reason, at FROM message_events WHERE tenant_id = @tenant AND message_id = @id ORDER BY id", new { tenant, id });
+        // The timeline starts with the message's creation and, once sent, has the send at sent_at; every
+        // other change is a row of message_events (a send is stored only when it has something to say).
+        var events = (await conn.QueryAsync<(string Status, string Reason, DateTime At)>(
+            "SELECT status, reason, at FROM message_events WHERE tenant_id = @tenant AND message_id = @id ORDER BY id", new { tenant, id })).ToList();
+        if (row.SentAt is { } sentAt && !events.Any(e => e.Status == "sent"))
+            events.Insert(events.Count(e => e.At <= sentAt), ("sent", "", sentAt));
         return ToProto(row, events.Prepend(("accepted", "", row.CreatedAt)));
     }
 
