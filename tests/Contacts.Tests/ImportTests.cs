@@ -120,6 +120,37 @@ public sealed class ImportTests(ContactsFixture fx)
     }
 
     [Fact]
+    public async Task Should_gather_the_rows_of_an_order_wherever_they_are_in_the_file()
+    {
+        // Order A's items are at the start, in the middle and at the end of a file longer than the
+        // import's batches (65,536 rows): they are gathered into one order, within a batch and across
+        // batches, with its total and items exact; re-importing changes nothing.
+        var t = ContactsFixture.NewTenant();
+        var csv = new StringBuilder("order,customer,when,sku,qty,price\n");
+        csv.Append("A,buyer-a,2026-01-05T10:00:00Z,first,1,0.10\n");
+        for (var i = 0; i < 140_000; i++)
+        {
+            csv.Append(System.Globalization.CultureInfo.InvariantCulture, $"B{i / 4},c{i % 500},2026-01-05T10:00:00Z,s{i % 7},1,1\n");
+            if (i == 10) csv.Append("A,buyer-a,2026-01-05T10:00:00Z,second,2,0.20\n");
+        }
+        csv.Append("A,buyer-a,2026-01-05T10:00:00Z,third,3,0.30\n");
+        var mapping = new TransactionColumns { OrderId = "order", CustomerId = "customer", OccurredAt = "when", Sku = "sku", Quantity = "qty", UnitPrice = "price", FixedCurrency = "KRW" };
+
+        var result = await Imports.TransactionsAsync(fx.Client, fx.As(t), csv.ToString(), mapping);
+        Assert.Equal(ImportStatus.Completed, result.Status);
+        Assert.Equal(140_003, result.RowsAccepted);
+        Assert.Equal(35_001, result.OrdersCreated);
+        var order = (await fx.Client.ListTransactionsAsync(new ListTransactionsRequest { Contact = new ContactRef { ExternalId = "buyer-a" } }, fx.As(t))).Orders.Single();
+        Assert.Equal(["first", "second", "third"], order.Lines.Select(l => l.Sku));
+        Assert.Equal(1.4m, decimal.Parse(order.Total, System.Globalization.CultureInfo.InvariantCulture));
+
+        var again = await Imports.TransactionsAsync(fx.Client, fx.As(t), csv.ToString(), mapping);
+        Assert.Equal(0, again.OrdersCreated);
+        order = (await fx.Client.ListTransactionsAsync(new ListTransactionsRequest { Contact = new ContactRef { ExternalId = "buyer-a" } }, fx.As(t))).Orders.Single();
+        Assert.Equal(3, order.Lines.Count);
+    }
+
+    [Fact]
     public async Task Should_name_the_mapping_field_when_a_column_is_missing()
     {
         var t = ContactsFixture.NewTenant();
