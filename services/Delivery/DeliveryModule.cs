@@ -43,8 +43,7 @@ public static class DeliveryModule
         services.AddRedis(configuration);
         services.AddCrmMessaging(configuration, bus =>
         {
-            bus.AddConsumer<DeliverMessageConsumer, DeliverMessageConsumerDefinition>()
-                .Endpoint(e => e.PrefetchCount = e.ConcurrentMessageLimit = options.CommandConcurrency);
+            bus.AddConsumer<DeliverMessageConsumer, DeliverMessageConsumerDefinition>();
             bus.AddConsumer<ContactUpsertedConsumer, ProjectionConsumerDefinition<ContactUpsertedConsumer>>();
             bus.AddConsumer<ConsentChangedConsumer, ProjectionConsumerDefinition<ConsentChangedConsumer>>();
             bus.AddConsumer<ContactErasedConsumer, ProjectionConsumerDefinition<ContactErasedConsumer>>();

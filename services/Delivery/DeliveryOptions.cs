@@ -20,12 +20,21 @@ public sealed class DeliveryOptions
     public int MaxAttempts { get; set; } = 5;
 
     /// <summary>
-    /// DeliverMessage commands (batches) a replica works on at once. Each holds a database connection
+    /// Batches of DeliverMessage commands a replica works on at once. Each holds a database connection
     /// for its steps; more than a few per core only adds contention.
     /// </summary>
-    public int CommandConcurrency { get; set; } = 16;
+    public int CommandConcurrency { get; set; } = 4;
 
-    /// <summary>Messages of one DeliverMessage command processed at once.</summary>
+    /// <summary>
+    /// DeliverMessage commands taken into one run of the pipeline. Each run costs a fixed round of
+    /// statements, so a campaign's many small commands go much further together.
+    /// </summary>
+    public int CommandsPerBatch { get; set; } = 10;
+
+    /// <summary>How long a batch waits for more commands after its first one before it runs.</summary>
+    public TimeSpan CommandBatchWait { get; set; } = TimeSpan.FromMilliseconds(20);
+
+    /// <summary>Messages of one run of the pipeline sent to providers at once.</summary>
     public int Concurrency { get; set; } = 16;
 
     /// <summary>Allows provider accounts of kind "noop" (benchmarks, load tests).</summary>

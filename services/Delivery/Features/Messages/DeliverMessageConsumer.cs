@@ -6,41 +6,59 @@ using MassTransit;
 namespace Crm.Delivery.Features.Messages;
 
 /// <summary>
-/// The pipeline behind a RabbitMQ command: competing consumers on a quorum queue. A command
-/// delivered twice accepts nothing new (idempotency keys) and processes nothing twice (claims).
+/// The pipeline behind a RabbitMQ command: competing consumers on a quorum queue. Commands are
+/// taken in batches (up to <see cref="DeliveryOptions.CommandsPerBatch"/>, or whatever has arrived
+/// after a few milliseconds), so a campaign's fan-out of many small commands costs one round of
+/// database statements per batch, not per command. A command delivered twice accepts nothing new
+/// (idempotency keys) and processes nothing twice (claims).
 /// </summary>
 public sealed class DeliverMessageConsumer(MessageIntake intake, DeliveryPipeline pipeline, ILogger<DeliverMessageConsumer> logger)
-    : IConsumer<DeliverMessage>
+    : IConsumer<Batch<DeliverMessage>>
 {
-    public async Task Consume(ConsumeContext<DeliverMessage> context)
+    public async Task Consume(ConsumeContext<Batch<DeliverMessage>> context)
     {
-        var command = context.Message;
         var ct = context.CancellationToken;
-        var valid = new List<DeliveryRequest>(command.Messages.Count);
-        foreach (var r in command.Messages)
+        foreach (var commands in context.Message.Select(c => c.Message).GroupBy(c => c.TenantId, StringComparer.Ordinal))
         {
-            var v = new Validation();
-            MessageIntake.Validate(r, "", v);
-            if (v.IsValid) valid.Add(r);
-            else logger.LogWarning("DeliverMessage for {Tenant} rejected {Key}: {Problems}", command.TenantId, r.IdempotencyKey,
-                string.Join("; ", v.Violations.Select(x => $"{x.Field}: {x.Description}")));
+            var tenant = commands.Key;
+            var valid = new List<DeliveryRequest>();
+            foreach (var r in commands.SelectMany(c => c.Messages))
+            {
+                var v = new Validation();
+                MessageIntake.Validate(r, "", v);
+                if (v.IsValid) valid.Add(r);
+                else logger.LogWarning("DeliverMessage for {Tenant} rejected {Key}: {Problems}", tenant, r.IdempotencyKey,
+                    string.Join("; ", v.Violations.Select(x => $"{x.Field}: {x.Description}")));
+            }
+            // A key repeated inside the batch is one message.
+            valid = valid.DistinctBy(r => r.IdempotencyKey).ToList();
+            if (valid.Count == 0) continue;
+            var (claimed, repeats) = await intake.AcceptManyAsync(tenant, valid, DeliveryPipeline.Lease, ct);
+            await pipeline.ProcessClaimedAsync(claimed, ct);
+            if (repeats.Count > 0) await pipeline.ProcessAsync(tenant, [.. repeats.Values], ct); // claims only what is still due
         }
-        // A key repeated inside one command is one message.
-        valid = valid.DistinctBy(r => r.IdempotencyKey).ToList();
-        if (valid.Count == 0) return;
-        var (claimed, repeats) = await intake.AcceptManyAsync(command.TenantId, valid, DeliveryPipeline.Lease, ct);
-        await pipeline.ProcessClaimedAsync(claimed, ct);
-        if (repeats.Count > 0) await pipeline.ProcessAsync(command.TenantId, [.. repeats.Values], ct); // claims only what is still due
-
     }
 }
 
 public sealed class DeliverMessageConsumerDefinition : ConsumerDefinition<DeliverMessageConsumer>
 {
+    private readonly DeliveryOptions _options;
+
+    public DeliverMessageConsumerDefinition(DeliveryOptions options)
+    {
+        _options = options;
+        // Prefetch and the endpoint's concurrency follow from the batch options (limit × concurrency).
+        ConcurrentMessageLimit = options.CommandsPerBatch * options.CommandConcurrency;
+    }
+
     protected override void ConfigureConsumer(IReceiveEndpointConfigurator endpointConfigurator,
         IConsumerConfigurator<DeliverMessageConsumer> consumerConfigurator, IRegistrationContext context)
     {
         // A database or Redis hiccup is retried; the pipeline itself never sends twice.
         endpointConfigurator.UseMessageRetry(r => r.Exponential(5, TimeSpan.FromMilliseconds(200), TimeSpan.FromSeconds(10), TimeSpan.FromMilliseconds(500)));
+        consumerConfigurator.Options<BatchOptions>(o => o
+            .SetMessageLimit(_options.CommandsPerBatch)
+            .SetConcurrencyLimit(_options.CommandConcurrency)
+            .SetTimeLimit(_options.CommandBatchWait));
     }
 }
