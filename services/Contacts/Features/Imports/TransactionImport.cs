@@ -32,7 +32,8 @@ public sealed class TransactionImport
     /// <summary>
     /// Rows per batch. Each batch costs a fixed round of statements (probe, customers, COPY, outbox);
     /// at 16,384 rows that round was a third of the database's time for a million rows. At 65,536
-    /// one batch holds ~30 MiB, and at most two are in memory: the one written and the one parsed.
+    /// a batch takes some tens of MiB, and at most three are in memory: the one being written, one
+    /// queued, and the one being parsed.
     /// </summary>
     private const int BatchRows = 65_536;
 
