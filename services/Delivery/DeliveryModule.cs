@@ -78,6 +78,7 @@ public static class DeliveryModule
         {
             var redisOptions = ConfigurationOptions.Parse(connection);
             redisOptions.AbortOnConnectFail = false; // start, and become ready when Redis is
+            redisOptions.SocketManager = SocketManager.ThreadPool;
             return ConnectionMultiplexer.Connect(redisOptions);
         });
         services.AddHealthChecks().AddCheck<RedisHealthCheck>("redis", tags: [ServiceDefaults.ReadyTag]);
