@@ -144,6 +144,27 @@ public sealed class ImportTests(ContactsFixture fx)
         Assert.Equal(["first", "second", "third"], order.Lines.Select(l => l.Sku));
         Assert.Equal(1.4m, decimal.Parse(order.Total, System.Globalization.CultureInfo.InvariantCulture));
 
+        // TransactionsRecorded announces A when it is created and again with its later items; an order's skus are distinct.
+        List<Crm.Contracts.Contacts.RecordedOrder> announced;
+        await using (var conn = new NpgsqlConnection(fx.ConnectionString))
+        {
+            announced = (await conn.QueryAsync<string>(
+                "SELECT payload FROM outbox_messages WHERE message_type LIKE 'Crm.Contracts.Contacts.TransactionsRecorded%' AND payload::json->>'tenantId' = @t ORDER BY id", new { t }))
+                .SelectMany(p => System.Text.Json.JsonSerializer.Deserialize<Crm.Contracts.Contacts.TransactionsRecorded>(p, Crm.BuildingBlocks.Outbox.Outbox.Json)!.Orders)
+                .ToList();
+        }
+        Assert.Equal(35_001, announced.Select(o => o.OrderId).Distinct().Count());
+        var a = announced.Where(o => o.OrderId == "A").ToList();
+        Assert.Equal([0.5m, 1.4m], a.Select(o => o.Total));
+        Assert.Equal(["first", "second"], a[0].Skus);
+        Assert.Equal(["first", "second", "third"], a[1].Skus.Order());
+        Assert.Equal(order.ContactId, a[0].ContactId.ToString());
+        Assert.Equal(new DateTimeOffset(2026, 1, 5, 10, 0, 0, TimeSpan.Zero), a[0].OccurredAt);
+        var b0 = announced.Single(o => o.OrderId == "B0");
+        Assert.Equal(["s0", "s1", "s2", "s3"], b0.Skus);
+        Assert.Equal("KRW", b0.Currency);
+        Assert.Equal("completed", b0.Status);
+
         var again = await Imports.TransactionsAsync(fx.Client, fx.As(t), csv.ToString(), mapping);
         Assert.Equal(0, again.OrdersCreated);
         order = (await fx.Client.ListTransactionsAsync(new ListTransactionsRequest { Contact = new ContactRef { ExternalId = "buyer-a" } }, fx.As(t))).Orders.Single();

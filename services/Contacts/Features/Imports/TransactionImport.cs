@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Buffers.Text;
 using System.Text;
+using System.Text.Json;
 using System.Globalization;
 using System.Threading.Channels;
 using Crm.BuildingBlocks.Errors;
@@ -185,8 +186,7 @@ public sealed class TransactionImport
         string[] payloads;
         try
         {
-            payloads = Outbox.Serialize(fresh.Select(f => batch.ToEvent(f, ContactOf(f, contactIds), f.Total))
-                .Chunk(OrdersPerEvent).Select(c => new TransactionsRecorded(_run.Tenant, c)));
+            payloads = fresh.Chunk(OrdersPerEvent).Select(c => batch.EventPayload(_run.Tenant, c, f => ContactOf(f, contactIds))).ToArray();
         }
         finally
         {
@@ -196,15 +196,21 @@ public sealed class TransactionImport
         await Outbox.EnqueueSerializedAsync<TransactionsRecorded>(conn, tx, payloads);
 
         // Events carry state: an appended order is announced again with its new total.
+        // An order whose items were not all consecutive gets the later ones appended, and is announced
+        // again with its whole state (total, skus and categories of all its items).
         var appendedEvents = new List<RecordedOrder>(appended.Count);
         foreach (var f in appended)
         {
-            var state = await conn.QuerySingleAsync<(Guid? ContactId, decimal Total)>(new CommandDefinition("""
+            var o = await conn.QuerySingleAsync<(Guid? ContactId, string OrderId, DateTime OccurredAt, string Currency, decimal Total, string Status,
+                string[] Skus, string[] Categories)>(new CommandDefinition("""
                 UPDATE orders SET lines = (lines::jsonb || @lines::jsonb)::json, total = total + @total
                 WHERE tenant_id = @tenant AND order_id = @orderId
-                RETURNING contact_id, total
+                RETURNING contact_id, order_id, occurred_at, currency, total, status,
+                    ARRAY(SELECT DISTINCT l.sku FROM order_lines(lines) l) AS skus,
+                    ARRAY(SELECT DISTINCT l.category FROM order_lines(lines) l WHERE l.category IS NOT NULL) AS categories
                 """, new { tenant = _run.Tenant, orderId = f.OrderId, lines = batch.LinesJsonString(f), total = f.Total }, tx, cancellationToken: ct));
-            appendedEvents.Add(batch.ToEvent(f, state.ContactId, state.Total));
+            appendedEvents.Add(new RecordedOrder(o.ContactId, o.OrderId, new DateTimeOffset(DateTime.SpecifyKind(o.OccurredAt, DateTimeKind.Utc)),
+                o.Currency, o.Total, o.Status, o.Skus, o.Categories));
         }
         await Outbox.EnqueueManyAsync(conn, tx, appendedEvents.Chunk(OrdersPerEvent).Select(c => new TransactionsRecorded(_run.Tenant, c)));
     }
@@ -437,32 +443,71 @@ public sealed class TransactionImport
             return "[" + string.Join(",", parts) + "]";
         }
 
-        /// <summary>What projections need: who, when, how much, which skus and categories (JSON-escaped text is decoded back).</summary>
-        public RecordedOrder ToEvent(Fragment f, Guid? contactId, decimal total)
+        /// <summary>
+        /// The TransactionsRecorded payload of new orders, written straight from the arena: the skus
+        /// and categories are already JSON strings there, in the form the outbox's serializer writes
+        /// (web defaults: camelCase names, ISO times), so consumers read it as any other event.
+        /// </summary>
+        public string EventPayload(string tenant, IEnumerable<Fragment> orders, Func<Fragment, Guid?> contactOf)
         {
-            var skus = new HashSet<string>(StringComparer.Ordinal);
-            var categories = new HashSet<string>(StringComparer.Ordinal);
+            _payload.ResetWrittenCount();
+            using (var w = new Utf8JsonWriter(_payload, PayloadOptions))
+            {
+                w.WriteStartObject();
+                w.WriteString("tenantId"u8, tenant);
+                w.WriteStartArray("orders"u8);
+                foreach (var f in orders)
+                {
+                    w.WriteStartObject();
+                    if (contactOf(f) is { } contactId) w.WriteString("contactId"u8, contactId); else w.WriteNull("contactId"u8);
+                    w.WriteString("orderId"u8, f.OrderId);
+                    w.WriteString("occurredAt"u8, new DateTimeOffset(f.OccurredAt, TimeSpan.Zero));
+                    w.WriteString("currency"u8, f.Currency);
+                    w.WriteNumber("total"u8, f.Total);
+                    w.WriteString("status"u8, f.Status);
+                    w.WriteStartArray("skus"u8);
+                    WriteDistinct(w, f, _skus, r => (r.SkuStart, r.SkuCount));
+                    w.WriteEndArray();
+                    w.WriteStartArray("categories"u8);
+                    WriteDistinct(w, f, _categories, r => (r.CategoryStart, r.CategoryCount));
+                    w.WriteEndArray();
+                    w.WriteEndObject();
+                }
+                w.WriteEndArray();
+                w.WriteEndObject();
+            }
+            return Encoding.UTF8.GetString(_payload.WrittenSpan);
+        }
+
+        private static readonly JsonWriterOptions PayloadOptions = new() { SkipValidation = true };
+        private readonly ArrayBufferWriter<byte> _payload = new();
+
+        /// <summary>The strings of an order's runs, each once (a later run may repeat an earlier run's).</summary>
+        private void WriteDistinct(Utf8JsonWriter w, Fragment f, List<(int Start, int Length)> refs, Func<Fragment, (int Start, int Count)> range)
+        {
             for (var run = f; run is not null; run = run.Next)
             {
-                for (var i = 0; i < run.SkuCount; i++) skus.Add(Decode(_skus[run.SkuStart + i]));
-                for (var i = 0; i < run.CategoryCount; i++) categories.Add(Decode(_categories[run.CategoryStart + i]));
+                var (start, count) = range(run);
+                for (var i = start; i < start + count; i++)
+                {
+                    var (s, length) = refs[i];
+                    var repeated = false;
+                    for (var earlier = f; earlier != run && !repeated; earlier = earlier.Next!)
+                    {
+                        var (es, ec) = range(earlier);
+                        repeated = Contains(refs, es, es + ec, s, length);
+                    }
+                    if (!repeated) w.WriteRawValue(_arena.WrittenSpan.Slice(s - 1, length + 2), skipInputValidation: true);
+                }
             }
-            return new RecordedOrder(contactId, f.OrderId, new DateTimeOffset(f.OccurredAt, TimeSpan.Zero), f.Currency, total, f.Status,
-                [.. skus], [.. categories]);
         }
 
-        private string Decode((int Start, int Length) r)
-        {
-            var escaped = _arena.WrittenSpan.Slice(r.Start, r.Length);
-            return escaped.IndexOf((byte)'\\') < 0
-                ? Encoding.UTF8.GetString(escaped)
-                : System.Text.Json.JsonSerializer.Deserialize<string>(_arena.WrittenSpan.Slice(r.Start - 1, r.Length + 2))!;
-        }
+        private bool Contains(List<(int Start, int Length)> refs, int from, int start, int length) => Contains(refs, from, refs.Count, start, length);
 
-        private bool Contains(List<(int Start, int Length)> refs, int from, int start, int length)
+        private bool Contains(List<(int Start, int Length)> refs, int from, int to, int start, int length)
         {
             var value = _arena.WrittenSpan.Slice(start, length);
-            for (var i = from; i < refs.Count; i++)
+            for (var i = from; i < to; i++)
                 if (_arena.WrittenSpan.Slice(refs[i].Start, refs[i].Length).SequenceEqual(value)) return true;
             return false;
         }
