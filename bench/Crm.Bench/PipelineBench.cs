@@ -17,6 +17,7 @@ namespace Crm.Bench;
 /// Messages through the whole Delivery pipeline (DeliverMessage on RabbitMQ → dedupe, consent,
 /// sending window, three cap rules, throttle, send to a no-op provider, status and events in
 /// PostgreSQL), against raw RabbitMQ.Client publish + consume of the same number of messages.
+/// Both sides are measured warm and as the better of two runs: the machines this runs on are noisy.
 /// </summary>
 public static class PipelineBench
 {
@@ -46,7 +47,6 @@ public static class PipelineBench
         using var channel = GrpcChannel.ForAddress(service.GrpcAddress);
         var client = new DeliveryService.DeliveryServiceClient(channel);
         var tokens = new IdentityTokens(new TenancyOptions { SigningKey = SigningKey });
-        var contacts = await SetUpTenantAsync(client, db, tokens, "bench", Contacts);
         // The run ends when every message's outcome has been published (the last step of the pipeline):
         // counted from the service's events on the bus, not by polling its database.
         var outcomes = new OutcomeCounter();
@@ -69,21 +69,25 @@ public static class PipelineBench
         await PublishAsync(bus, "bench-warm-up", warmUp, rounds: 5);
         await outcomes.WaitAsync("bench-warm-up", warmUp.Length * 5);
 
-        var cpu = (Service: service.CpuSeconds(), Postgres: ServiceProcess.PostgresCpuSeconds(), Broker: ServiceProcess.CpuOfCommand("beam.smp"));
-        var watch = Stopwatch.StartNew();
-        await PublishAsync(bus, "bench", contacts, PerContact);
-        await outcomes.WaitAsync("bench", Messages);
-        var seconds = watch.Elapsed.TotalSeconds;
-        await using (var conn = new NpgsqlConnection(db))
+        // Measured like the baseline: the better of two runs (each in a workspace of its own).
+        var rate = 0.0;
+        foreach (var tenant in new[] { "bench", "bench-2" })
         {
-            var sent = await conn.ExecuteScalarAsync<long>("SELECT count(*) FROM messages WHERE tenant_id = 'bench' AND status = 'sent'");
+            var contacts = await SetUpTenantAsync(client, db, tokens, tenant, Contacts);
+            var cpu = (Service: service.CpuSeconds(), Postgres: ServiceProcess.PostgresCpuSeconds(), Broker: ServiceProcess.CpuOfCommand("beam.smp"));
+            var watch = Stopwatch.StartNew();
+            await PublishAsync(bus, tenant, contacts, PerContact);
+            await outcomes.WaitAsync(tenant, Messages);
+            var seconds = watch.Elapsed.TotalSeconds;
+            await using var conn = new NpgsqlConnection(db);
+            var sent = await conn.ExecuteScalarAsync<long>("SELECT count(*) FROM messages WHERE tenant_id = @tenant AND status = 'sent'", new { tenant });
             if (sent != Messages) throw new InvalidOperationException($"only {sent} of {Messages} messages were sent");
-            var rate = Messages / seconds;
+            rate = Math.Max(rate, Messages / seconds);
             Console.Error.WriteLine(FormattableString.Invariant(
-                $"pipeline CPU: service {service.CpuSeconds() - cpu.Service:F1} s, postgres {ServiceProcess.PostgresCpuSeconds() - cpu.Postgres:F1} s, rabbitmq {ServiceProcess.CpuOfCommand("beam.smp") - cpu.Broker:F1} s, wall {seconds:F1} s"));
-            Console.WriteLine(FormattableString.Invariant(
-                $"bench pipeline: {rate:F0} msg/s, {rate / baseline:F2}x of raw RabbitMQ.Client ({Messages} messages in {seconds:F1} s; raw publish+consume {baseline:F0} msg/s)"));
+                $"pipeline {tenant}: {Messages / seconds:F0} msg/s; CPU: service {service.CpuSeconds() - cpu.Service:F1} s, postgres {ServiceProcess.PostgresCpuSeconds() - cpu.Postgres:F1} s, rabbitmq {ServiceProcess.CpuOfCommand("beam.smp") - cpu.Broker:F1} s, wall {seconds:F1} s"));
         }
+        Console.WriteLine(FormattableString.Invariant(
+            $"bench pipeline: {rate:F0} msg/s, {rate / baseline:F2}x of raw RabbitMQ.Client (best of two runs of {Messages} messages; raw publish+consume {baseline:F0} msg/s, best of two)"));
         await bus.StopAsync();
     }
 
