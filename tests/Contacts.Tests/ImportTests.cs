@@ -172,6 +172,32 @@ public sealed class ImportTests(ContactsFixture fx)
     }
 
     [Fact]
+    public async Task Should_add_only_the_new_orders_of_a_file_that_extends_one_imported_before()
+    {
+        // The second file repeats the first one's orders and adds ten with new customers: only those
+        // are created, each order pointing at a contact that exists.
+        var t = ContactsFixture.NewTenant();
+        static string File(int orders) => "order,customer,when,sku,qty,price\n" +
+            string.Concat(Enumerable.Range(1, orders).Select(i => $"O{i},cust-{i},2026-01-05T10:00:00Z,s,1,1\n"));
+        var mapping = new TransactionColumns { OrderId = "order", CustomerId = "customer", OccurredAt = "when", Sku = "sku", Quantity = "qty", UnitPrice = "price", FixedCurrency = "KRW" };
+
+        var first = await Imports.TransactionsAsync(fx.Client, fx.As(t), File(10), mapping);
+        Assert.Equal((10L, 10L), (first.OrdersCreated, first.ContactsCreated));
+        var second = await Imports.TransactionsAsync(fx.Client, fx.As(t), File(20), mapping);
+        Assert.Equal(ImportStatus.Completed, second.Status);
+        Assert.Equal((10L, 10L), (second.OrdersCreated, second.ContactsCreated));
+
+        await using var conn = new NpgsqlConnection(fx.ConnectionString);
+        var (orders, contacts, orphans) = await conn.QuerySingleAsync<(long, long, long)>("""
+            SELECT (SELECT count(*) FROM orders WHERE tenant_id = @t),
+                   (SELECT count(*) FROM contacts WHERE tenant_id = @t),
+                   (SELECT count(*) FROM orders o WHERE o.tenant_id = @t
+                      AND NOT EXISTS (SELECT 1 FROM contacts c WHERE c.tenant_id = o.tenant_id AND c.contact_id = o.contact_id))
+            """, new { t });
+        Assert.Equal((20L, 20L, 0L), (orders, contacts, orphans));
+    }
+
+    [Fact]
     public async Task Should_name_the_mapping_field_when_a_column_is_missing()
     {
         var t = ContactsFixture.NewTenant();
