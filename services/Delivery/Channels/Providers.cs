@@ -7,7 +7,7 @@ namespace Crm.Delivery.Channels;
 public sealed record ProviderAccountConfig(string AccountId, string Kind, IReadOnlyDictionary<string, string> Settings, string? Secret)
 {
     /// <summary>Delivery receipts come back naming the provider's message id (Twilio status callbacks), so such ids are indexed.</summary>
-    public bool SendsReceipts => Kind == "twilio";
+    public bool SendsReceipts => Kind == Sms.TwilioSmsSender.Kind;
 }
 
 public sealed record OutgoingSms(string To, string Body);

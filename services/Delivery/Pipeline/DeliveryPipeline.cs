@@ -198,7 +198,7 @@ public sealed class DeliveryPipeline(
     private ProviderAccountConfig AccountConfig(string tenant, ProviderAccountRow account)
     {
         var config = policies.Config(tenant, account);
-        if (account.Kind == "twilio" && options.PublicBaseUrl.Length > 0 && !config.Settings.ContainsKey("status_callback_url"))
+        if (config.SendsReceipts && options.PublicBaseUrl.Length > 0 && !config.Settings.ContainsKey("status_callback_url"))
             config = config with
             {
                 Settings = new Dictionary<string, string>(config.Settings)

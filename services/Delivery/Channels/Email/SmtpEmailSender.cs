@@ -20,6 +20,9 @@ namespace Crm.Delivery.Channels.Email;
 /// </remarks>
 public sealed class SmtpEmailSender : IEmailSender
 {
+    /// <summary>The provider account kind this sender serves.</summary>
+    public const string Kind = "smtp";
+
     private readonly RetryPolicy _retry;
 
     public SmtpEmailSender(RetryPolicy retry)

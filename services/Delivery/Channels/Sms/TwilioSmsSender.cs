@@ -19,6 +19,9 @@ namespace Crm.Delivery.Channels.Sms;
 /// </remarks>
 public sealed class TwilioSmsSender : ISmsSender
 {
+    /// <summary>The provider account kind this sender serves.</summary>
+    public const string Kind = "twilio";
+
     // The number itself cannot take our SMS (invalid, opted out with STOP, landline): Contacts marks the channel.
     private static readonly FrozenSet<int> UnreachableCodes = FrozenSet.Create(21211, 21610, 21614);
 

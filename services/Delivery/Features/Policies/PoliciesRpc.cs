@@ -136,7 +136,7 @@ public sealed partial class DeliveryGrpcService
         if (a.Kind == ProviderKind.Twilio && a.Channel != Channel.Sms) v.Add("account.channel", "a Twilio account sends SMS");
         if (a.Kind == ProviderKind.Smtp && a.Channel != Channel.Email) v.Add("account.channel", "an SMTP account sends email");
         if (a.MessagesPerSecond is <= 0 or > 10_000) v.Add("account.messages_per_second", "must be between 0 and 10000");
-        var kind = a.Kind switch { ProviderKind.Twilio => "twilio", ProviderKind.Smtp => "smtp", _ => Channels.NoopSender.Kind };
+        var kind = a.Kind switch { ProviderKind.Twilio => Channels.Sms.TwilioSmsSender.Kind, ProviderKind.Smtp => Channels.Email.SmtpEmailSender.Kind, _ => Channels.NoopSender.Kind };
         // Settings are checked by the readers the senders use, so an account accepted here is one they can
         // send through. Without a new secret the stored one is kept: a placeholder stands in for it.
         var candidate = new Channels.ProviderAccountConfig(a.AccountId, kind, a.Settings.ToDictionary(), request.Secret.Length > 0 ? request.Secret : "(stored)");
@@ -182,7 +182,7 @@ public sealed partial class DeliveryGrpcService
             var account = new ProviderAccount
             {
                 AccountId = a.AccountId,
-                Kind = a.Kind switch { "twilio" => ProviderKind.Twilio, "smtp" => ProviderKind.Smtp, _ => ProviderKind.Noop },
+                Kind = a.Kind switch { Channels.Sms.TwilioSmsSender.Kind => ProviderKind.Twilio, Channels.Email.SmtpEmailSender.Kind => ProviderKind.Smtp, _ => ProviderKind.Noop },
                 Channel = a.Channel == "sms" ? Channel.Sms : Channel.Email,
                 IsDefault = a.IsDefault,
                 MessagesPerSecond = a.MessagesPerSecond,

@@ -30,7 +30,7 @@ public static class TwilioStatusCallbacks
         if (!request.HasFormContentType) return Results.BadRequest();
         var form = await request.ReadFormAsync(ct);
         var policy = await policies.GetAsync(tenant, ct);
-        var row = policy.Accounts.FirstOrDefault(a => a.AccountId == account && a.Kind == "twilio");
+        var row = policy.Accounts.FirstOrDefault(a => a.AccountId == account && a.Kind == TwilioSmsSender.Kind);
         if (row is null) return Results.NotFound();
         var token = policies.Config(tenant, row).Secret;
         var url = options.PublicBaseUrl.Length > 0
