@@ -40,25 +40,17 @@ public sealed class DeliverMessageConsumer(MessageIntake intake, DeliveryPipelin
     }
 }
 
-public sealed class DeliverMessageConsumerDefinition : ConsumerDefinition<DeliverMessageConsumer>
+/// <remarks>The batch options also set the endpoint's prefetch and concurrency to commands per batch × batches.</remarks>
+public sealed class DeliverMessageConsumerDefinition(DeliveryOptions options) : ConsumerDefinition<DeliverMessageConsumer>
 {
-    private readonly DeliveryOptions _options;
-
-    public DeliverMessageConsumerDefinition(DeliveryOptions options)
-    {
-        _options = options;
-        // Prefetch and the endpoint's concurrency follow from the batch options (limit × concurrency).
-        ConcurrentMessageLimit = options.CommandsPerBatch * options.CommandConcurrency;
-    }
-
     protected override void ConfigureConsumer(IReceiveEndpointConfigurator endpointConfigurator,
         IConsumerConfigurator<DeliverMessageConsumer> consumerConfigurator, IRegistrationContext context)
     {
         // A database or Redis hiccup is retried; the pipeline itself never sends twice.
         endpointConfigurator.UseMessageRetry(r => r.Exponential(5, TimeSpan.FromMilliseconds(200), TimeSpan.FromSeconds(10), TimeSpan.FromMilliseconds(500)));
         consumerConfigurator.Options<BatchOptions>(o => o
-            .SetMessageLimit(_options.CommandsPerBatch)
-            .SetConcurrencyLimit(_options.CommandConcurrency)
-            .SetTimeLimit(_options.CommandBatchWait));
+            .SetMessageLimit(options.CommandsPerBatch)
+            .SetConcurrencyLimit(options.CommandConcurrency)
+            .SetTimeLimit(options.CommandBatchWait));
     }
 }
