@@ -172,6 +172,23 @@ public sealed class ImportTests(ContactsFixture fx)
     }
 
     [Fact]
+    public async Task Should_announce_each_sku_of_an_order_once_when_its_items_are_apart()
+    {
+        var t = ContactsFixture.NewTenant();
+        const string csv = "order,customer,when,sku,qty,price\nR,c1,2026-01-05T10:00:00Z,x,1,1\nS,c2,2026-01-05T10:00:00Z,y,1,1\nR,c1,2026-01-05T10:00:00Z,x,2,1\n";
+        var mapping = new TransactionColumns { OrderId = "order", CustomerId = "customer", OccurredAt = "when", Sku = "sku", Quantity = "qty", UnitPrice = "price", FixedCurrency = "KRW" };
+        Assert.Equal(2, (await Imports.TransactionsAsync(fx.Client, fx.As(t), csv, mapping)).OrdersCreated);
+
+        await using var conn = new NpgsqlConnection(fx.ConnectionString);
+        var r = (await conn.QueryAsync<string>(
+                "SELECT payload FROM outbox_messages WHERE message_type LIKE 'Crm.Contracts.Contacts.TransactionsRecorded%' AND payload::json->>'tenantId' = @t", new { t }))
+            .SelectMany(p => System.Text.Json.JsonSerializer.Deserialize<Crm.Contracts.Contacts.TransactionsRecorded>(p, Crm.BuildingBlocks.Outbox.Outbox.Json)!.Orders)
+            .Single(o => o.OrderId == "R");
+        Assert.Equal(["x"], r.Skus);
+        Assert.Equal(3m, r.Total);
+    }
+
+    [Fact]
     public async Task Should_add_only_the_new_orders_of_a_file_that_extends_one_imported_before()
     {
         // The second file repeats the first one's orders and adds ten with new customers: only those

@@ -24,13 +24,12 @@ public static class Outbox
 
     public static Task EnqueueManyAsync<T>(NpgsqlConnection connection, NpgsqlTransaction transaction, IEnumerable<T> messages)
         where T : class =>
-        EnqueueSerializedAsync<T>(connection, transaction, Serialize(messages));
+        EnqueueSerializedAsync<T>(connection, transaction, messages.Select(m => JsonSerializer.Serialize(m, Json)).ToArray());
 
-    /// <summary>The payloads of <paramref name="messages"/>, for a caller that serializes while the database is busy with something else.</summary>
-    public static string[] Serialize<T>(IEnumerable<T> messages) where T : class =>
-        messages.Select(m => JsonSerializer.Serialize(m, Json)).ToArray();
-
-    /// <summary>Enqueues payloads made by <see cref="Serialize{T}"/>.</summary>
+    /// <summary>
+    /// Enqueues messages of type <typeparamref name="T"/> already written as JSON in the form <see cref="Json"/>
+    /// gives (a bulk writer that produces its payloads directly, as the transaction import does).
+    /// </summary>
     public static async Task EnqueueSerializedAsync<T>(NpgsqlConnection connection, NpgsqlTransaction transaction, string[] payloads)
         where T : class
     {

@@ -195,7 +195,6 @@ public sealed class TransactionImport
         _ordersCreated += fresh.Count;
         await Outbox.EnqueueSerializedAsync<TransactionsRecorded>(conn, tx, payloads);
 
-        // Events carry state: an appended order is announced again with its new total.
         // An order whose items were not all consecutive gets the later ones appended, and is announced
         // again with its whole state (total, skus and categories of all its items).
         var appendedEvents = new List<RecordedOrder>(appended.Count);
@@ -491,15 +490,21 @@ public sealed class TransactionImport
                 for (var i = start; i < start + count; i++)
                 {
                     var (s, length) = refs[i];
-                    var repeated = false;
-                    for (var earlier = f; earlier != run && !repeated; earlier = earlier.Next!)
-                    {
-                        var (es, ec) = range(earlier);
-                        repeated = Contains(refs, es, es + ec, s, length);
-                    }
-                    if (!repeated) w.WriteRawValue(_arena.WrittenSpan.Slice(s - 1, length + 2), skipInputValidation: true);
+                    if (!InEarlierRun(f, run, refs, range, s, length))
+                        w.WriteRawValue(_arena.WrittenSpan.Slice(s - 1, length + 2), skipInputValidation: true); // with its quotes
                 }
             }
+        }
+
+        private bool InEarlierRun(Fragment first, Fragment run, List<(int Start, int Length)> refs, Func<Fragment, (int Start, int Count)> range,
+            int start, int length)
+        {
+            for (var earlier = first; earlier != run; earlier = earlier.Next!)
+            {
+                var (from, count) = range(earlier);
+                if (Contains(refs, from, from + count, start, length)) return true;
+            }
+            return false;
         }
 
         private bool Contains(List<(int Start, int Length)> refs, int from, int start, int length) => Contains(refs, from, refs.Count, start, length);
