@@ -52,4 +52,40 @@ public sealed class FrequencyCapTests : IAsyncLifetime
         var only = Assert.Single(suppressed);
         Assert.Equal(("frequency cap weekly-3: 3 per 7d", "weekly-3", 9_700L), only);
     }
+
+    [Fact]
+    public async Task Should_rebuild_each_contacts_caps_from_its_own_ledger_when_a_batch_finds_Redis_empty()
+    {
+        var weekly = new FrequencyCapRule { RuleId = "weekly-3", Scope = CapScope.AllMarketing, Limit = 3, WindowSeconds = 7 * 24 * 3600 };
+        var t = await _fx.NewWorkspaceAsync(smsPerSecond: 10_000, weekly);
+        (string, string, string)[] consents = [("sms", "marketing", "opted_in"), ("sms", "marketing_night", "opted_in")];
+        var contacts = new[]
+        {
+            await _fx.NewContactAsync(t, phone: "+821060000001", consents: consents),
+            await _fx.NewContactAsync(t, phone: "+821060000002", consents: consents),
+            await _fx.NewContactAsync(t, phone: "+821060000003", consents: consents),
+        };
+        SendMessageRequest Sms(Guid contact, string key) => new()
+        {
+            IdempotencyKey = key, ContactId = contact.ToString(), Channel = Channel.Sms, Purpose = Purpose.Marketing, TextBody = "봄 세일",
+        };
+        // Histories of 3, 1 and 0 messages this week, then Redis forgets every set.
+        var before = new SendMessagesRequest();
+        before.Messages.Add(Enumerable.Range(0, 3).Select(i => Sms(contacts[0], $"before-a-{i}")));
+        before.Messages.Add(Sms(contacts[1], "before-b-0"));
+        await _fx.Client.SendMessagesAsync(before, _fx.As(t));
+        await _fx.ForgetRedisAsync();
+
+        // One batch, three messages to each: every contact's sets are loaded together, each from its own history.
+        var batch = new SendMessagesRequest();
+        foreach (var (contact, n) in contacts.Select((c, n) => (c, n)))
+            batch.Messages.Add(Enumerable.Range(0, 3).Select(i => Sms(contact, $"after-{n}-{i}")));
+        var results = (await _fx.Client.SendMessagesAsync(batch, _fx.As(t))).Messages;
+
+        var sentPerContact = contacts.Select(c => results.Count(m => m.ContactId == c.ToString() && m.Status == MessageStatus.Sent)).ToArray();
+        Assert.Equal([0, 2, 3], sentPerContact);
+        Assert.All(results.Where(m => m.Status != MessageStatus.Sent), m => Assert.Equal(MessageStatus.Suppressed, m.Status));
+        // At the provider: three each this week, before and after together.
+        Assert.Equal([3, 3, 3], new[] { "+821060000001", "+821060000002", "+821060000003" }.Select(to => _fx.Twilio.Messages.Count(m => m.To == to)));
+    }
 }

@@ -124,8 +124,8 @@ public sealed class FrequencyCaps(IConnectionMultiplexer redis, NpgsqlDataSource
                         break;
                 }
             }
-            foreach (var i in toLoad.DistinctBy(i => (checks[i].Policy.TenantId, checks[i].ContactId)))
-                await LoadLedgerAsync(checks[i].Policy, checks[i].ContactId, checks[i].Now);
+            foreach (var tenant in toLoad.Select(i => checks[i]).GroupBy(c => c.Policy.TenantId, StringComparer.Ordinal))
+                await LoadLedgersAsync(tenant.First().Policy, [.. tenant.Select(c => c.ContactId).Distinct()], tenant.First().Now);
             pending = toLoad;
         }
         return results!;
@@ -150,29 +150,41 @@ public sealed class FrequencyCaps(IConnectionMultiplexer redis, NpgsqlDataSource
         await Task.WhenAll(rules.Select(r => database.SortedSetRemoveAsync(RuleKey(policy.TenantId, contactId, r), messageId.ToString("N"))));
     }
 
-    private async Task LoadLedgerAsync(TenantPolicy policy, Guid contactId, DateTimeOffset now)
+    /// <summary>
+    /// Loads the sets of contacts Redis has no sets for (new to the caps, expired, or Redis restarted):
+    /// one ledger query and one pipelined round trip for all of them, since a campaign's batch is
+    /// mostly such contacts.
+    /// </summary>
+    private async Task LoadLedgersAsync(TenantPolicy policy, Guid[] contactIds, DateTimeOffset now)
     {
-        await using var conn = await db.OpenConnectionAsync();
-        var entries = (await conn.QueryAsync<(Guid MessageId, DateTime ReservedAt, string Channel, string Purpose, string? Category)>("""
-            SELECT message_id, cap_reserved_at, channel, purpose, category FROM messages
-            WHERE tenant_id = @tenant AND contact_id = @contactId AND cap_reserved_at > @since AND NOT ignore_caps
-            """, new { tenant = policy.TenantId, contactId, since = (now - LedgerHorizon).UtcDateTime })).AsList();
-
-        var rules = AllRules(policy);
-        var keys = rules.Select(r => (RedisKey)RuleKey(policy.TenantId, contactId, r)).ToArray();
-        var args = new List<RedisValue> { rules.Count, Guid.NewGuid().ToString("N") };
-        foreach (var rule in rules)
+        List<(Guid ContactId, Guid MessageId, DateTime ReservedAt, string Channel, string Purpose, string? Category)> entries;
+        await using (var conn = await db.OpenConnectionAsync())
         {
-            var counted = entries.Where(e => rule.Applies(e.Channel, e.Purpose, e.Category) && e.ReservedAt > (now - rule.Window).UtcDateTime).ToList();
-            args.Add((long)Math.Max(rule.Window.TotalMilliseconds, 60_000));
-            args.Add(counted.Count);
-            foreach (var e in counted)
-            {
-                args.Add(new DateTimeOffset(DateTime.SpecifyKind(e.ReservedAt, DateTimeKind.Utc)).ToUnixTimeMilliseconds());
-                args.Add(e.MessageId.ToString("N"));
-            }
+            entries = (await conn.QueryAsync<(Guid, Guid, DateTime, string, string, string?)>("""
+                SELECT contact_id, message_id, cap_reserved_at, channel, purpose, category FROM messages
+                WHERE tenant_id = @tenant AND contact_id = ANY(@contactIds) AND cap_reserved_at > @since AND NOT ignore_caps
+                """, new { tenant = policy.TenantId, contactIds, since = (now - LedgerHorizon).UtcDateTime })).AsList();
         }
-        await redis.GetDatabase().ScriptEvaluateAsync(LoadScript, keys, args.ToArray());
+        var byContact = entries.ToLookup(e => e.ContactId);
+        var rules = AllRules(policy);
+        var database = redis.GetDatabase();
+        await Task.WhenAll(contactIds.Select(contactId =>
+        {
+            var keys = rules.Select(r => (RedisKey)RuleKey(policy.TenantId, contactId, r)).ToArray();
+            var args = new List<RedisValue> { rules.Count, Guid.NewGuid().ToString("N") };
+            foreach (var rule in rules)
+            {
+                var counted = byContact[contactId].Where(e => rule.Applies(e.Channel, e.Purpose, e.Category) && e.ReservedAt > (now - rule.Window).UtcDateTime).ToList();
+                args.Add((long)Math.Max(rule.Window.TotalMilliseconds, 60_000));
+                args.Add(counted.Count);
+                foreach (var e in counted)
+                {
+                    args.Add(new DateTimeOffset(DateTime.SpecifyKind(e.ReservedAt, DateTimeKind.Utc)).ToUnixTimeMilliseconds());
+                    args.Add(e.MessageId.ToString("N"));
+                }
+            }
+            return database.ScriptEvaluateAsync(LoadScript, keys, [.. args]);
+        }));
     }
 
     /// <summary>Every rule of the tenant, so that one load serves all of the contact's future checks.</summary>
