@@ -77,6 +77,7 @@ public static class PipelineBench
             var cpu = (Service: service.CpuSeconds(), Postgres: ServiceProcess.PostgresCpuSeconds(), Broker: ServiceProcess.CpuOfCommand("beam.smp"));
             var watch = Stopwatch.StartNew();
             await PublishAsync(bus, tenant, contacts, PerContact);
+            var published = watch.Elapsed.TotalSeconds;
             await outcomes.WaitAsync(tenant, Messages);
             var seconds = watch.Elapsed.TotalSeconds;
             await using var conn = new NpgsqlConnection(db);
@@ -84,7 +85,7 @@ public static class PipelineBench
             if (sent != Messages) throw new InvalidOperationException($"only {sent} of {Messages} messages were sent");
             rate = Math.Max(rate, Messages / seconds);
             Console.Error.WriteLine(FormattableString.Invariant(
-                $"pipeline {tenant}: {Messages / seconds:F0} msg/s; CPU: service {service.CpuSeconds() - cpu.Service:F1} s, postgres {ServiceProcess.PostgresCpuSeconds() - cpu.Postgres:F1} s, rabbitmq {ServiceProcess.CpuOfCommand("beam.smp") - cpu.Broker:F1} s, wall {seconds:F1} s"));
+                $"pipeline {tenant}: {Messages / seconds:F0} msg/s; CPU: service {service.CpuSeconds() - cpu.Service:F1} s, postgres {ServiceProcess.PostgresCpuSeconds() - cpu.Postgres:F1} s, rabbitmq {ServiceProcess.CpuOfCommand("beam.smp") - cpu.Broker:F1} s, wall {seconds:F1} s (published in {published:F2} s)"));
         }
         Console.WriteLine(FormattableString.Invariant(
             $"bench pipeline: {rate:F0} msg/s, {rate / baseline:F2}x of raw RabbitMQ.Client (best of two runs of {Messages} messages; raw publish+consume {baseline:F0} msg/s, best of two)"));
@@ -97,7 +98,7 @@ public static class PipelineBench
         var auth = new Metadata { { "authorization", "Bearer " + tokens.Issue(tenant, [Scope.All]) } };
         await client.UpsertProviderAccountAsync(new UpsertProviderAccountRequest
         {
-            Account = new ProviderAccount { AccountId = "noop", Kind = ProviderKind.Noop, Channel = Channel.Sms, IsDefault = true, MessagesPerSecond = 10_000 },
+            Account = new ProviderAccount { AccountId = "noop", Kind = ProviderKind.Noop, Channel = Channel.Sms, IsDefault = true, MessagesPerSecond = 100_000 },
         }, auth);
         await client.SetFrequencyCapRulesAsync(new SetFrequencyCapRulesRequest
         {
