@@ -13,7 +13,7 @@ public static class PurchaseContacts
 {
     /// <returns>The contact id of every external id, and how many contacts were created.</returns>
     public static async Task<(Dictionary<string, Guid> Ids, int Created)> EnsureAsync(
-        NpgsqlConnection conn, NpgsqlTransaction tx, string tenant, string[] externalIds, CancellationToken ct)
+        NpgsqlConnection conn, NpgsqlTransaction? tx, string tenant, string[] externalIds, CancellationToken ct)
     {
         var ids = new Dictionary<string, Guid>(externalIds.Length, StringComparer.Ordinal);
         if (externalIds.Length == 0) return (ids, 0);

@@ -17,14 +17,19 @@ namespace Crm.Contacts.Features.Imports;
 /// <summary>
 /// Line-item CSV (one row per item, as POS and shop exports write them) → orders, in one transaction.
 ///
-/// The file is parsed on one core while PostgreSQL ingests on the other. The parser folds each run
-/// of consecutive rows of one order into a fragment (its first row's facts, the total, the items)
-/// and hands batches through a bounded channel, so memory stays flat whatever the file size. For
-/// each batch the writer asks which of its orders exist, creates the customers it has not seen
-/// (transactions first), binary-COPYs the new orders straight into `orders`, and writes their
-/// TransactionsRecorded events to the outbox. An order recorded before is skipped, so importing the
-/// same file twice changes nothing; an order whose rows were not consecutive in the file gets the
-/// later items appended (and an event with its new state).
+/// Three stages, each handing batches to the next through a bounded channel, so memory stays flat
+/// whatever the file size:
+/// 1. the parser folds each run of consecutive rows of one order into a fragment (its first row's
+///    facts, the total, the items);
+/// 2. the customer resolver, on a connection of its own, finds or creates the contact of each
+///    customer (transactions first). Contacts are committed as they are created, like those of
+///    UpsertContact: an import that fails later leaves them, and a retry finds them;
+/// 3. the writer, in the import's transaction, asks which orders exist, binary-COPYs the new ones
+///    straight into `orders`, and writes their TransactionsRecorded events to the outbox.
+/// So PostgreSQL creates one batch's contacts while it ingests the previous batch's orders. An
+/// order recorded before is skipped, so importing the same file twice changes nothing; an order
+/// whose rows were not consecutive in the file gets the later items appended (and an event with
+/// its new state).
 /// </summary>
 public sealed class TransactionImport
 {
@@ -33,8 +38,8 @@ public sealed class TransactionImport
     /// <summary>
     /// Rows per batch. Each batch costs a fixed round of statements (probe, customers, COPY, outbox);
     /// at 16,384 rows that round was a third of the database's time for a million rows. At 65,536
-    /// a batch takes some tens of MiB, and at most three are in memory: the one being written, one
-    /// queued, and the one being parsed.
+    /// a batch takes some tens of MiB, and at most five are in memory: one in each stage and one
+    /// queued before each of the last two.
     /// </summary>
     private const int BatchRows = 65_536;
 
@@ -47,7 +52,7 @@ public sealed class TransactionImport
 
     private int _iOrder, _iCustomer, _iAt, _iCurrency, _iSku, _iName, _iCategory, _iQty, _iPrice, _iStatus;
     private readonly BytesCache _orderIds = new();
-    /// <summary>Customer id → contact id for customers this import has resolved (see <see cref="ContactIdsAsync"/>).</summary>
+    /// <summary>Customer id → contact id for customers this import has resolved (see <see cref="ResolveCustomersAsync"/>).</summary>
     private readonly Dictionary<string, Guid> _knownContacts = new(StringComparer.Ordinal);
     private const int KnownContactsLimit = 200_000;
     private readonly BytesCache _customers = new(ContactFields.NormaliseExternalId);
@@ -77,20 +82,24 @@ public sealed class TransactionImport
 
         await using var conn = await db.OpenConnectionAsync(ct);
         await using var tx = await conn.BeginTransactionAsync(ct);
-        var batches = System.Threading.Channels.Channel.CreateBounded<Batch>(new BoundedChannelOptions(1) { SingleReader = true, SingleWriter = true });
-        using var stopParsing = CancellationTokenSource.CreateLinkedTokenSource(ct);
-        var parser = Task.Run(() => ParseAsync(csv, batches.Writer, stopParsing.Token), stopParsing.Token);
+        var parsed = System.Threading.Channels.Channel.CreateBounded<Batch>(new BoundedChannelOptions(1) { SingleReader = true, SingleWriter = true });
+        var resolved = System.Threading.Channels.Channel.CreateBounded<Batch>(new BoundedChannelOptions(1) { SingleReader = true, SingleWriter = true });
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        var parser = Task.Run(() => ParseAsync(csv, parsed.Writer, stop.Token), stop.Token);
+        var resolver = Task.Run(() => ResolveCustomersAsync(db, parsed.Reader, resolved.Writer, stop.Token), stop.Token);
         try
         {
-            await foreach (var batch in batches.Reader.ReadAllAsync(ct))
+            await foreach (var batch in resolved.Reader.ReadAllAsync(ct))
                 await WriteBatchAsync(conn, tx, batch, ct);
         }
         finally
         {
-            await stopParsing.CancelAsync();
-            try { await parser; } catch (OperationCanceledException) when (!ct.IsCancellationRequested) { }
+            await stop.CancelAsync();
+            foreach (var stage in new[] { parser, resolver })
+                try { await stage; } catch (Exception) when (!ct.IsCancellationRequested) { }
         }
         await parser; // rethrows a parse failure
+        await resolver;
         await _run.FinishReadingAsync(ct);
         await _run.CompleteAsync(conn, tx, _contactsCreated, 0, _ordersCreated);
         await tx.CommitAsync(ct);
@@ -164,15 +173,13 @@ public sealed class TransactionImport
         var fresh = orders.Values.Where(f => !known.ContainsKey(f.OrderId)).ToList();
         var appended = orders.Values.Where(f => known.TryGetValue(f.OrderId, out var ours) && ours).ToList();
 
-        var contactIds = await ContactIdsAsync(conn, tx, fresh, ct);
-
         var copy = new PgBinaryCopy(fresh.Count * 512 + 64);
         foreach (var f in fresh)
         {
             copy.StartRow(10);
             copy.Text(_run.Tenant);
             copy.Text(f.OrderId);
-            if (ContactOf(f, contactIds) is { } id) copy.Uuid(id); else copy.Null();
+            if (batch.ContactOf(f) is { } id) copy.Uuid(id); else copy.Null();
             copy.TimestampTz(f.OccurredAt);
             copy.Int4(f.Offset);
             copy.Text(f.Currency);
@@ -186,7 +193,7 @@ public sealed class TransactionImport
         string[] payloads;
         try
         {
-            payloads = fresh.Chunk(OrdersPerEvent).Select(c => batch.EventPayload(_run.Tenant, c, f => ContactOf(f, contactIds))).ToArray();
+            payloads = fresh.Chunk(OrdersPerEvent).Select(c => batch.EventPayload(_run.Tenant, c)).ToArray();
         }
         finally
         {
@@ -214,8 +221,6 @@ public sealed class TransactionImport
         await Outbox.EnqueueManyAsync(conn, tx, appendedEvents.Chunk(OrdersPerEvent).Select(c => new TransactionsRecorded(_run.Tenant, c)));
     }
 
-    private static Guid? ContactOf(Fragment f, Dictionary<string, Guid> contactIds) => f.CustomerId is null ? null : contactIds[f.CustomerId];
-
     private static async Task CopyOrdersAsync(NpgsqlConnection conn, ReadOnlyMemory<byte> rows, CancellationToken ct)
     {
         await using var stream = await conn.BeginRawBinaryCopyAsync(
@@ -224,27 +229,40 @@ public sealed class TransactionImport
     }
 
     /// <summary>
-    /// The contact of each customer of the new orders, created when the customer is new. Customers
-    /// already resolved by this import are remembered (a bounded map), so later batches mostly ask
-    /// the database about customers it has not seen yet.
+    /// Stage 2: the contact of every customer of each batch, created when the customer is new.
+    /// Customers already resolved by this import are remembered (a bounded map), so later batches
+    /// mostly ask the database about customers it has not seen yet.
     /// </summary>
-    private async Task<Dictionary<string, Guid>> ContactIdsAsync(NpgsqlConnection conn, NpgsqlTransaction tx, List<Fragment> fresh, CancellationToken ct)
+    private async Task ResolveCustomersAsync(NpgsqlDataSource db, ChannelReader<Batch> input, ChannelWriter<Batch> output, CancellationToken ct)
     {
-        var unknown = new HashSet<string>(StringComparer.Ordinal);
-        foreach (var f in fresh)
-            if (f.CustomerId is { } c && !_knownContacts.ContainsKey(c)) unknown.Add(c);
-        if (unknown.Count == 0) return _knownContacts;
-        var (ids, created) = await PurchaseContacts.EnsureAsync(conn, tx, _run.Tenant, [.. unknown], ct);
-        _contactsCreated += created;
-        if (_knownContacts.Count + ids.Count > KnownContactsLimit)
+        try
         {
-            // Forget all but this batch's customers.
-            foreach (var f in fresh)
-                if (f.CustomerId is { } c && !ids.ContainsKey(c)) ids[c] = _knownContacts[c];
-            _knownContacts.Clear();
+            await using var conn = await db.OpenConnectionAsync(ct);
+            await foreach (var batch in input.ReadAllAsync(ct))
+            {
+                var unknown = new HashSet<string>(StringComparer.Ordinal);
+                foreach (var f in batch.Fragments)
+                {
+                    if (f.CustomerId is not { } c || batch.Contacts.ContainsKey(c)) continue;
+                    if (_knownContacts.TryGetValue(c, out var known)) batch.Contacts[c] = known;
+                    else unknown.Add(c);
+                }
+                if (unknown.Count > 0)
+                {
+                    var (ids, created) = await PurchaseContacts.EnsureAsync(conn, null, _run.Tenant, [.. unknown], ct);
+                    _contactsCreated += created;
+                    if (_knownContacts.Count + ids.Count > KnownContactsLimit) _knownContacts.Clear();
+                    foreach (var (externalId, contactId) in ids) batch.Contacts[externalId] = _knownContacts[externalId] = contactId;
+                }
+                await output.WriteAsync(batch, ct);
+            }
+            output.Complete();
         }
-        foreach (var (externalId, contactId) in ids) _knownContacts[externalId] = contactId;
-        return _knownContacts;
+        catch (Exception ex)
+        {
+            output.Complete(ex);
+            throw;
+        }
     }
 
     private void MapColumns(ColumnMap map)
@@ -386,6 +404,11 @@ public sealed class TransactionImport
         public int Rows { get; set; }
         public List<Fragment> Fragments { get; } = [];
 
+        /// <summary>The contact of each customer of the batch (filled in by the customer resolver).</summary>
+        public Dictionary<string, Guid> Contacts { get; } = new(StringComparer.Ordinal);
+
+        public Guid? ContactOf(Fragment f) => f.CustomerId is null ? null : Contacts[f.CustomerId];
+
         public Fragment StartFragment(string orderId, string? customerId, DateTime occurredAt, int offset, string currency, string status)
         {
             var f = new Fragment(orderId, customerId, occurredAt, offset, currency, status, _arena.WrittenCount, _skus.Count, _categories.Count);
@@ -447,7 +470,7 @@ public sealed class TransactionImport
         /// and categories are already JSON strings there, in the form the outbox's serializer writes
         /// (web defaults: camelCase names, ISO times), so consumers read it as any other event.
         /// </summary>
-        public string EventPayload(string tenant, IEnumerable<Fragment> orders, Func<Fragment, Guid?> contactOf)
+        public string EventPayload(string tenant, IEnumerable<Fragment> orders)
         {
             _payload.ResetWrittenCount();
             using (var w = new Utf8JsonWriter(_payload, PayloadOptions))
@@ -458,7 +481,7 @@ public sealed class TransactionImport
                 foreach (var f in orders)
                 {
                     w.WriteStartObject();
-                    if (contactOf(f) is { } contactId) w.WriteString("contactId"u8, contactId); else w.WriteNull("contactId"u8);
+                    if (ContactOf(f) is { } contactId) w.WriteString("contactId"u8, contactId); else w.WriteNull("contactId"u8);
                     w.WriteString("orderId"u8, f.OrderId);
                     w.WriteString("occurredAt"u8, new DateTimeOffset(f.OccurredAt, TimeSpan.Zero));
                     w.WriteString("currency"u8, f.Currency);
