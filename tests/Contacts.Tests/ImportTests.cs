@@ -55,6 +55,20 @@ public sealed class ImportTests(ContactsFixture fx)
     }
 
     [Fact]
+    public async Task Should_not_bring_back_an_erased_customer_when_a_file_is_imported_again()
+    {
+        var t = ContactsFixture.NewTenant();
+        await Imports.TransactionsAsync(fx.Client, fx.As(t), Slice, Imports.OnlineRetail);
+        await fx.Client.EraseContactAsync(new EraseContactRequest { Contact = new ContactRef { ExternalId = "13085" } }, fx.As(t));
+
+        // The customer's orders were recorded before, so the import leaves their customer alone.
+        var again = await Imports.TransactionsAsync(fx.Client, fx.As(t), Slice, Imports.OnlineRetail);
+        Assert.Equal((0L, 0L), (again.OrdersCreated, again.ContactsCreated));
+        await using var conn = new NpgsqlConnection(fx.ConnectionString);
+        Assert.Equal(0, await conn.ExecuteScalarAsync<long>("SELECT count(*) FROM contacts WHERE tenant_id = @t AND external_id = '13085'", new { t }));
+    }
+
+    [Fact]
     public async Task Should_report_bad_rows_with_line_and_reason_while_good_rows_go_in()
     {
         var t = ContactsFixture.NewTenant();

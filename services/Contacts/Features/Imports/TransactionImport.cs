@@ -21,15 +21,16 @@ namespace Crm.Contacts.Features.Imports;
 /// whatever the file size:
 /// 1. the parser folds each run of consecutive rows of one order into a fragment (its first row's
 ///    facts, the total, the items);
-/// 2. the customer resolver, on a connection of its own, finds or creates the contact of each
-///    customer (transactions first). Contacts are committed as they are created, like those of
+/// 2. the resolver, on a connection of its own, finds which orders were recorded before this import
+///    (committed, so it sees them) and finds or creates the contact of each customer of the others
+///    (transactions first). Contacts are committed as they are created, like those of
 ///    UpsertContact: an import that fails later leaves them, and a retry finds them;
-/// 3. the writer, in the import's transaction, asks which orders exist, binary-COPYs the new ones
-///    straight into `orders`, and writes their TransactionsRecorded events to the outbox.
-/// So PostgreSQL creates one batch's contacts while it ingests the previous batch's orders. An
-/// order recorded before is skipped, so importing the same file twice changes nothing; an order
-/// whose rows were not consecutive in the file gets the later items appended (and an event with
-/// its new state).
+/// 3. the writer, in the import's transaction, binary-COPYs the new orders straight into `orders`
+///    and writes their TransactionsRecorded events to the outbox.
+/// So PostgreSQL probes and creates one batch's contacts while it ingests the previous batch's
+/// orders. An order recorded before is skipped, so importing the same file twice changes nothing;
+/// an order whose rows were not consecutive in the file gets the later items appended (and an
+/// event with its new state).
 /// </summary>
 public sealed class TransactionImport
 {
@@ -52,6 +53,8 @@ public sealed class TransactionImport
 
     private int _iOrder, _iCustomer, _iAt, _iCurrency, _iSku, _iName, _iCategory, _iQty, _iPrice, _iStatus;
     private readonly BytesCache _orderIds = new();
+    /// <summary>The order ids this import has written (a fixed-size filter: false positives only cost a probe).</summary>
+    private readonly BloomFilter _written = new(1 << 23);
     /// <summary>Customer id → contact id for customers this import has resolved (see <see cref="ResolveCustomersAsync"/>).</summary>
     private readonly Dictionary<string, Guid> _knownContacts = new(StringComparer.Ordinal);
     private const int KnownContactsLimit = 200_000;
@@ -148,30 +151,16 @@ public sealed class TransactionImport
 
     private async Task WriteBatchAsync(NpgsqlConnection conn, NpgsqlTransaction tx, Batch batch, CancellationToken ct)
     {
-        // One fragment per order within the batch.
-        var orders = new Dictionary<string, Fragment>(batch.Fragments.Count, StringComparer.Ordinal);
-        foreach (var f in batch.Fragments)
-        {
-            if (orders.TryGetValue(f.OrderId, out var first)) first.Append(f);
-            else orders.Add(f.OrderId, f);
-        }
-
-        // Recorded before (skip), or by an earlier batch of this import (append), or new.
-        var known = (await conn.QueryAsync<(string OrderId, bool Ours)>(new CommandDefinition(
-            // Probed id by id through the primary key (LIMIT 1 keeps the planner from flattening the
-            // subquery): a plain join read every order of the tenant into a hash table, once per batch,
-            // while the import was growing that very table.
-            """
-            SELECT i.order_id, o.ours
-            FROM unnest(@ids) AS i(order_id)
-            CROSS JOIN LATERAL (
-                SELECT import_id IS NOT DISTINCT FROM @importId AS ours FROM orders
-                WHERE tenant_id = @tenant AND order_id = i.order_id LIMIT 1) o
-            """,
-            new { tenant = _run.Tenant, importId = _run.ImportId, ids = orders.Keys.ToArray() }, tx, cancellationToken: ct)))
+        // Orders recorded before this import were found by the resolver. Of the others, those an
+        // earlier batch of this import may have written (its order ids are in a Bloom filter) are
+        // probed in this transaction: written before (append the items) or new after all.
+        var maybeOurs = batch.Orders.Where(f => !f.RecordedBefore && _written.MightContain(f.OrderId)).Select(f => f.OrderId).ToArray();
+        var known = maybeOurs.Length == 0 ? new Dictionary<string, bool>() : (await conn.QueryAsync<(string OrderId, bool Ours)>(new CommandDefinition(
+            ProbeOrdersSql, new { tenant = _run.Tenant, importId = _run.ImportId, ids = maybeOurs }, tx, cancellationToken: ct)))
             .ToDictionary(k => k.OrderId, k => k.Ours, StringComparer.Ordinal);
-        var fresh = orders.Values.Where(f => !known.ContainsKey(f.OrderId)).ToList();
-        var appended = orders.Values.Where(f => known.TryGetValue(f.OrderId, out var ours) && ours).ToList();
+        var fresh = batch.Orders.Where(f => !f.RecordedBefore && !known.ContainsKey(f.OrderId)).ToList();
+        var appended = batch.Orders.Where(f => known.TryGetValue(f.OrderId, out var ours) && ours).ToList();
+        foreach (var f in fresh) _written.Add(f.OrderId);
 
         var copy = new PgBinaryCopy(fresh.Count * 512 + 64);
         foreach (var f in fresh)
@@ -229,7 +218,21 @@ public sealed class TransactionImport
     }
 
     /// <summary>
-    /// Stage 2: the contact of every customer of each batch, created when the customer is new.
+    /// Which of the ids exist, and whether this import wrote them. Probed id by id through the primary
+    /// key (LIMIT 1 keeps the planner from flattening the subquery): a plain join read every order of
+    /// the tenant into a hash table, once per batch, while the import was growing that very table.
+    /// </summary>
+    private const string ProbeOrdersSql = """
+        SELECT i.order_id, o.ours
+        FROM unnest(@ids) AS i(order_id)
+        CROSS JOIN LATERAL (
+            SELECT import_id IS NOT DISTINCT FROM @importId AS ours FROM orders
+            WHERE tenant_id = @tenant AND order_id = i.order_id LIMIT 1) o
+        """;
+
+    /// <summary>
+    /// Stage 2: which of each batch's orders were recorded before this import (skipped), and the
+    /// contact of every customer of the others, created when the customer is new.
     /// Customers already resolved by this import are remembered (a bounded map), so later batches
     /// mostly ask the database about customers it has not seen yet.
     /// </summary>
@@ -240,10 +243,24 @@ public sealed class TransactionImport
             await using var conn = await db.OpenConnectionAsync(ct);
             await foreach (var batch in input.ReadAllAsync(ct))
             {
-                var unknown = new HashSet<string>(StringComparer.Ordinal);
+                // One fragment per order within the batch.
+                var orders = new Dictionary<string, Fragment>(batch.Fragments.Count, StringComparer.Ordinal);
                 foreach (var f in batch.Fragments)
                 {
-                    if (f.CustomerId is not { } c || batch.Contacts.ContainsKey(c)) continue;
+                    if (orders.TryGetValue(f.OrderId, out var first)) first.Append(f);
+                    else orders.Add(f.OrderId, f);
+                }
+                batch.Orders.AddRange(orders.Values);
+                // Recorded before this import began (committed, so visible here): skipped, and their
+                // customers left alone.
+                foreach (var (orderId, _) in await conn.QueryAsync<(string OrderId, bool Ours)>(new CommandDefinition(
+                    ProbeOrdersSql, new { tenant = _run.Tenant, importId = _run.ImportId, ids = orders.Keys.ToArray() }, cancellationToken: ct)))
+                    orders[orderId].RecordedBefore = true;
+
+                var unknown = new HashSet<string>(StringComparer.Ordinal);
+                foreach (var f in batch.Orders)
+                {
+                    if (f.RecordedBefore || f.CustomerId is not { } c || batch.Contacts.ContainsKey(c)) continue;
                     if (_knownContacts.TryGetValue(c, out var known)) batch.Contacts[c] = known;
                     else unknown.Add(c);
                 }
@@ -407,6 +424,9 @@ public sealed class TransactionImport
         /// <summary>The contact of each customer of the batch (filled in by the customer resolver).</summary>
         public Dictionary<string, Guid> Contacts { get; } = new(StringComparer.Ordinal);
 
+        /// <summary>The first fragment of each order, later runs of the order appended to it (filled in by the resolver).</summary>
+        public List<Fragment> Orders { get; } = [];
+
         public Guid? ContactOf(Fragment f) => f.CustomerId is null ? null : Contacts[f.CustomerId];
 
         public Fragment StartFragment(string orderId, string? customerId, DateTime occurredAt, int offset, string currency, string status)
@@ -559,6 +579,9 @@ public sealed class TransactionImport
         public int CategoryStart { get; } = categoryStart;
         public int CategoryCount { get; set; }
 
+        /// <summary>The order was recorded before this import began: it is skipped.</summary>
+        public bool RecordedBefore { get; set; }
+
         /// <summary>A later run of the same order in the same batch (its rows were not consecutive in the file).</summary>
         public Fragment? Next { get; private set; }
 
@@ -590,6 +613,40 @@ public sealed class TransactionImport
             var s = System.Text.Encoding.UTF8.GetString(bytes);
             _value = normalise is null ? s : normalise(s);
             return _value;
+        }
+    }
+
+    /// <summary>A Bloom filter of strings: 5 probes into a fixed bit array, from one 64-bit FNV-1a hash split in two.</summary>
+    private sealed class BloomFilter(int bits)
+    {
+        private readonly ulong[] _words = new ulong[bits / 64];
+
+        public void Add(string value)
+        {
+            var (h1, h2) = Hash(value);
+            for (uint i = 0; i < 5; i++)
+            {
+                var bit = (h1 + i * h2) % (uint)(_words.Length * 64);
+                _words[bit / 64] |= 1UL << (int)(bit % 64);
+            }
+        }
+
+        public bool MightContain(string value)
+        {
+            var (h1, h2) = Hash(value);
+            for (uint i = 0; i < 5; i++)
+            {
+                var bit = (h1 + i * h2) % (uint)(_words.Length * 64);
+                if ((_words[bit / 64] & (1UL << (int)(bit % 64))) == 0) return false;
+            }
+            return true;
+        }
+
+        private static (uint, uint) Hash(string value)
+        {
+            var h = 14695981039346656037UL;
+            foreach (var c in value) h = (h ^ c) * 1099511628211UL;
+            return ((uint)h, (uint)(h >> 32) | 1);
         }
     }
 }
