@@ -55,7 +55,7 @@ public sealed class TransactionImport
     private readonly BytesCache _orderIds = new();
     /// <summary>The order ids this import has written (a fixed-size filter: false positives only cost a probe).</summary>
     private readonly BloomFilter _written = new(1 << 23);
-    /// <summary>Customer id → contact id for customers this import has resolved (see <see cref="ResolveCustomersAsync"/>).</summary>
+    /// <summary>Customer id → contact id for customers this import has resolved (see <see cref="ResolveAsync"/>).</summary>
     private readonly Dictionary<string, Guid> _knownContacts = new(StringComparer.Ordinal);
     private const int KnownContactsLimit = 200_000;
     private readonly BytesCache _customers = new(ContactFields.NormaliseExternalId);
@@ -89,7 +89,7 @@ public sealed class TransactionImport
         var resolved = System.Threading.Channels.Channel.CreateBounded<Batch>(new BoundedChannelOptions(1) { SingleReader = true, SingleWriter = true });
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(ct);
         var parser = Task.Run(() => ParseAsync(csv, parsed.Writer, stop.Token), stop.Token);
-        var resolver = Task.Run(() => ResolveCustomersAsync(db, parsed.Reader, resolved.Writer, stop.Token), stop.Token);
+        var resolver = Task.Run(() => ResolveAsync(db, parsed.Reader, resolved.Writer, stop.Token), stop.Token);
         try
         {
             await foreach (var batch in resolved.Reader.ReadAllAsync(ct))
@@ -236,7 +236,7 @@ public sealed class TransactionImport
     /// Customers already resolved by this import are remembered (a bounded map), so later batches
     /// mostly ask the database about customers it has not seen yet.
     /// </summary>
-    private async Task ResolveCustomersAsync(NpgsqlDataSource db, ChannelReader<Batch> input, ChannelWriter<Batch> output, CancellationToken ct)
+    private async Task ResolveAsync(NpgsqlDataSource db, ChannelReader<Batch> input, ChannelWriter<Batch> output, CancellationToken ct)
     {
         try
         {
