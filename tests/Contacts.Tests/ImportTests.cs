@@ -69,6 +69,59 @@ public sealed class ImportTests(ContactsFixture fx)
     }
 
     [Fact]
+    public async Task Should_count_the_contacts_an_abandoned_import_created_and_add_its_orders_when_run_again()
+    {
+        // The client goes away after more than a batch: the orders roll back, the contacts created
+        // for new customers stay (committed as created), and the failed import's row counts them.
+        var t = ContactsFixture.NewTenant();
+        var csv = new StringBuilder("order,customer,when,sku,qty,price\n");
+        for (var i = 0; i < 200_000; i++)
+            csv.Append(System.Globalization.CultureInfo.InvariantCulture, $"O{i / 2},c{i / 2 % 3000},2026-01-05T10:00:00Z,s{i % 7},1,1\n");
+        var data = Encoding.UTF8.GetBytes(csv.ToString());
+        var mapping = new TransactionColumns { OrderId = "order", CustomerId = "customer", OccurredAt = "when", Sku = "sku", Quantity = "qty", UnitPrice = "price", FixedCurrency = "KRW" };
+
+        await using var conn = new NpgsqlConnection(fx.ConnectionString);
+        using var abandon = new CancellationTokenSource();
+        using (var call = fx.Client.ImportTransactions(fx.As(t).WithCancellationToken(abandon.Token)))
+        {
+            await call.RequestStream.WriteAsync(new ImportChunk { Header = new ImportHeader { FileName = "big.csv", Transactions = mapping } });
+            for (var offset = 0; offset < data.Length / 2; offset += 64 * 1024)
+                await call.RequestStream.WriteAsync(new ImportChunk { Data = ByteString.CopyFrom(data, offset, Math.Min(64 * 1024, data.Length - offset)) });
+            var deadline = DateTime.UtcNow.AddSeconds(30);
+            while (await conn.ExecuteScalarAsync<long>("SELECT count(*) FROM contacts WHERE tenant_id = @t", new { t }) == 0)
+            {
+                Assert.True(DateTime.UtcNow < deadline, "the import created no contacts");
+                await Task.Delay(20);
+            }
+            await abandon.CancelAsync();
+        }
+
+        var failed = await WaitForImportAsync(conn, t, "failed");
+        Assert.Equal(0, await conn.ExecuteScalarAsync<long>("SELECT count(*) FROM orders WHERE tenant_id = @t", new { t }));
+        var contacts = await conn.ExecuteScalarAsync<long>("SELECT count(*) FROM contacts WHERE tenant_id = @t", new { t });
+        Assert.InRange(contacts, 1, 3_000);
+        Assert.Equal(contacts, failed.ContactsCreated);
+
+        var again = await Imports.SendAsync(fx.Client.ImportTransactions(fx.As(t)), new ImportHeader { FileName = "big.csv", Transactions = mapping }, data, 64 * 1024);
+        Assert.Equal(ImportStatus.Completed, again.Status);
+        Assert.Equal(100_000, again.OrdersCreated);
+        Assert.Equal(3_000 - contacts, again.ContactsCreated);
+    }
+
+    private static async Task<(string Status, long ContactsCreated)> WaitForImportAsync(NpgsqlConnection conn, string tenant, string status)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (true)
+        {
+            var row = await conn.QuerySingleOrDefaultAsync<(string Status, long ContactsCreated)?>(
+                "SELECT status, contacts_created FROM imports WHERE tenant_id = @tenant ORDER BY started_at DESC LIMIT 1", new { tenant });
+            if (row is { } r && r.Status == status) return r;
+            Assert.True(DateTime.UtcNow < deadline, $"the import did not become {status}");
+            await Task.Delay(50);
+        }
+    }
+
+    [Fact]
     public async Task Should_report_bad_rows_with_line_and_reason_while_good_rows_go_in()
     {
         var t = ContactsFixture.NewTenant();

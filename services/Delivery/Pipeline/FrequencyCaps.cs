@@ -124,8 +124,9 @@ public sealed class FrequencyCaps(IConnectionMultiplexer redis, NpgsqlDataSource
                         break;
                 }
             }
-            foreach (var tenant in toLoad.Select(i => checks[i]).GroupBy(c => c.Policy.TenantId, StringComparer.Ordinal))
-                await LoadLedgersAsync(tenant.First().Policy, [.. tenant.Select(c => c.ContactId).Distinct()], tenant.First().Now);
+            // By policy (a tenant's rules as this batch read them): its rule sets are the ones loaded.
+            foreach (var group in toLoad.Select(i => checks[i]).GroupBy(c => (c.Policy, c.Now)))
+                await LoadLedgersAsync(group.Key.Policy, [.. group.Select(c => c.ContactId).Distinct()], group.Key.Now);
             pending = toLoad;
         }
         return results!;

@@ -36,8 +36,7 @@ public sealed class ProviderThrottle(IConnectionMultiplexer redis, DeliveryOptio
     public async Task<(IReadOnlyList<TimeSpan> Waits, TimeSpan RetryAfter)> ReserveSlotsAsync(
         string tenant, string accountId, double messagesPerSecond, int count, TimeSpan longestWait, DateTimeOffset now)
     {
-        // 10% under the rate: a message delayed on its way must not bring the next one too close at the provider.
-        var interval = (long)Math.Ceiling(1_000_000.0 / messagesPerSecond * 1.1);
+        var interval = Interval(messagesPerSecond);
         var reply = (RedisResult[])(await redis.GetDatabase().ScriptEvaluateAsync(Script,
             [(RedisKey)$"{options.RedisKeyPrefix}{{p:{tenant}:{accountId}}}:rate"],
             [Micros(now), interval, count, longestWait.Ticks / 10]))!;
@@ -66,7 +65,7 @@ public sealed class ProviderThrottle(IConnectionMultiplexer redis, DeliveryOptio
     public async Task<TimeSpan> PaceAsync(string tenant, string accountId, double messagesPerSecond, DateTimeOffset now)
     {
         if (messagesPerSecond >= StrictPacingBelow) return TimeSpan.Zero;
-        var interval = (long)Math.Ceiling(1_000_000.0 / messagesPerSecond * 1.1);
+        var interval = Interval(messagesPerSecond);
         var wait = (long)await redis.GetDatabase().ScriptEvaluateAsync(PaceScript, [LastAnswerKey(tenant, accountId)], [Micros(now), interval]);
         return TimeSpan.FromTicks(wait * 10);
     }
@@ -78,6 +77,13 @@ public sealed class ProviderThrottle(IConnectionMultiplexer redis, DeliveryOptio
             "local v = tonumber(redis.call('GET', KEYS[1]) or '0') if tonumber(ARGV[1]) > v then redis.call('SET', KEYS[1], ARGV[1], 'PX', 600000) end return 0",
             [LastAnswerKey(tenant, accountId)], [Micros(at)]);
     }
+
+    /// <summary>
+    /// Microseconds between two slots, 10% under the rate: a message delayed on its way must not bring
+    /// the next one too close at the provider. Rounded up, after dropping floating-point dust (at
+    /// 100,000/s, 11.000000000000002 µs must be 11, not 12).
+    /// </summary>
+    public static long Interval(double messagesPerSecond) => (long)Math.Ceiling(Math.Round(1_000_000.0 / messagesPerSecond * 1.1, 6));
 
     private RedisKey LastAnswerKey(string tenant, string accountId) => $"{options.RedisKeyPrefix}{{p:{tenant}:{accountId}}}:answered";
 

@@ -87,7 +87,8 @@ public sealed partial class ContactsGrpcService
         }
         catch (Exception ex)
         {
-            // Nothing of a failed import is committed; the import row says why and which rows were bad.
+            // Nothing of a failed import's data is committed, except the contacts a transaction import
+            // created for new customers (counted on the row); the row says why and which rows were bad.
             await run.FailAsync(ex is InvalidArgumentException ? ex.Message : $"{ex.GetType().Name}: {ex.Message}");
             throw;
         }

@@ -21,7 +21,7 @@ public sealed class ImportRun : IAsyncDisposable
     private readonly CancellationTokenSource _stop = new();
     private readonly Task _progressLoop;
     private long _storedErrors;
-    private long _rowsRead, _rowsAccepted, _rowsRejected;
+    private long _rowsRead, _rowsAccepted, _rowsRejected, _contactsCommitted;
 
     private ImportRun(NpgsqlConnection conn, string tenant, Guid importId)
     {
@@ -48,6 +48,11 @@ public sealed class ImportRun : IAsyncDisposable
     }
 
     public void Read() => Interlocked.Increment(ref _rowsRead);
+
+    /// <summary>Contacts the import created and committed outside its transaction: counted even if the import fails.</summary>
+    public void ContactsCommitted(long count) => Interlocked.Add(ref _contactsCommitted, count);
+
+    public long ContactsCreatedOutsideTransaction => Interlocked.Read(ref _contactsCommitted);
 
     public void Accepted() => Interlocked.Increment(ref _rowsAccepted);
 
@@ -131,8 +136,10 @@ public sealed class ImportRun : IAsyncDisposable
     {
         await FinishReadingAsync(CancellationToken.None);
         await _conn.ExecuteAsync(
-            "UPDATE imports SET status = 'failed', failure = @reason, finished_at = now() WHERE tenant_id = @Tenant AND import_id = @ImportId",
-            new { reason, Tenant, ImportId });
+            """
+            UPDATE imports SET status = 'failed', failure = @reason, contacts_created = @contactsCreated, finished_at = now()
+            WHERE tenant_id = @Tenant AND import_id = @ImportId
+            """, new { reason, contactsCreated = ContactsCreatedOutsideTransaction, Tenant, ImportId });
     }
 
     public async ValueTask DisposeAsync()

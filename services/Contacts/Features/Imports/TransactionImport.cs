@@ -15,7 +15,8 @@ using Npgsql;
 namespace Crm.Contacts.Features.Imports;
 
 /// <summary>
-/// Line-item CSV (one row per item, as POS and shop exports write them) → orders, in one transaction.
+/// Line-item CSV (one row per item, as POS and shop exports write them) → orders, in one transaction
+/// (the contacts of new customers excepted, see stage 2).
 ///
 /// Three stages, each handing batches to the next through a bounded channel, so memory stays flat
 /// whatever the file size:
@@ -46,15 +47,14 @@ public sealed class TransactionImport
 
     private readonly TransactionColumns _m;
     private long _ordersCreated;
-    private long _contactsCreated;
     private readonly ImportRun _run;
     private readonly TimeZoneInfo _zone;
     private readonly string _fixedCurrency;
 
     private int _iOrder, _iCustomer, _iAt, _iCurrency, _iSku, _iName, _iCategory, _iQty, _iPrice, _iStatus;
     private readonly BytesCache _orderIds = new();
-    /// <summary>The order ids this import has written (a fixed-size filter: false positives only cost a probe).</summary>
-    private readonly BloomFilter _written = new(1 << 23);
+    /// <summary>The order ids this import has written (a false positive only costs a probe).</summary>
+    private readonly OrderIdFilter _written = new();
     /// <summary>Customer id → contact id for customers this import has resolved (see <see cref="ResolveAsync"/>).</summary>
     private readonly Dictionary<string, Guid> _knownContacts = new(StringComparer.Ordinal);
     private const int KnownContactsLimit = 200_000;
@@ -92,21 +92,28 @@ public sealed class TransactionImport
         var resolver = Task.Run(() => ResolveAsync(db, parsed.Reader, resolved.Writer, stop.Token), stop.Token);
         try
         {
+            // A stage's failure reaches the writer through the channels and is thrown here.
             await foreach (var batch in resolved.Reader.ReadAllAsync(ct))
                 await WriteBatchAsync(conn, tx, batch, ct);
         }
         finally
         {
+            // Whatever ended the writer, the stages are stopped and waited for, so none of them is
+            // still creating contacts once the import is reported finished or failed.
             await stop.CancelAsync();
-            foreach (var stage in new[] { parser, resolver })
-                try { await stage; } catch (Exception) when (!ct.IsCancellationRequested) { }
+            try
+            {
+                await Task.WhenAll(parser, resolver);
+            }
+            catch (Exception ex) when (ex is OperationCanceledException || stop.IsCancellationRequested)
+            {
+                // Stopped, or failed with what the writer already threw.
+            }
         }
-        await parser; // rethrows a parse failure
-        await resolver;
         await _run.FinishReadingAsync(ct);
-        await _run.CompleteAsync(conn, tx, _contactsCreated, 0, _ordersCreated);
+        await _run.CompleteAsync(conn, tx, _run.ContactsCreatedOutsideTransaction, 0, _ordersCreated);
         await tx.CommitAsync(ct);
-        return (_ordersCreated, _contactsCreated);
+        return (_ordersCreated, _run.ContactsCreatedOutsideTransaction);
     }
 
     private async Task ParseAsync(CsvReader csv, ChannelWriter<Batch> output, CancellationToken ct)
@@ -156,7 +163,16 @@ public sealed class TransactionImport
         // probed in this transaction: written before (append the items) or new after all.
         var maybeOurs = batch.Orders.Where(f => !f.RecordedBefore && _written.MightContain(f.OrderId)).Select(f => f.OrderId).ToArray();
         var known = maybeOurs.Length == 0 ? new Dictionary<string, bool>() : (await conn.QueryAsync<(string OrderId, bool Ours)>(new CommandDefinition(
-            ProbeOrdersSql, new { tenant = _run.Tenant, importId = _run.ImportId, ids = maybeOurs }, tx, cancellationToken: ct)))
+            // Probed id by id through the primary key (LIMIT 1 keeps the planner from flattening the
+            // subquery): a plain join read every order of the tenant into a hash table, once per batch,
+            // while the import was growing that very table.
+            """
+            SELECT i.order_id, o.ours
+            FROM unnest(@ids) AS i(order_id)
+            CROSS JOIN LATERAL (
+                SELECT import_id IS NOT DISTINCT FROM @importId AS ours FROM orders
+                WHERE tenant_id = @tenant AND order_id = i.order_id LIMIT 1) o
+            """, new { tenant = _run.Tenant, importId = _run.ImportId, ids = maybeOurs }, tx, cancellationToken: ct)))
             .ToDictionary(k => k.OrderId, k => k.Ours, StringComparer.Ordinal);
         var fresh = batch.Orders.Where(f => !f.RecordedBefore && !known.ContainsKey(f.OrderId)).ToList();
         var appended = batch.Orders.Where(f => known.TryGetValue(f.OrderId, out var ours) && ours).ToList();
@@ -218,19 +234,6 @@ public sealed class TransactionImport
     }
 
     /// <summary>
-    /// Which of the ids exist, and whether this import wrote them. Probed id by id through the primary
-    /// key (LIMIT 1 keeps the planner from flattening the subquery): a plain join read every order of
-    /// the tenant into a hash table, once per batch, while the import was growing that very table.
-    /// </summary>
-    private const string ProbeOrdersSql = """
-        SELECT i.order_id, o.ours
-        FROM unnest(@ids) AS i(order_id)
-        CROSS JOIN LATERAL (
-            SELECT import_id IS NOT DISTINCT FROM @importId AS ours FROM orders
-            WHERE tenant_id = @tenant AND order_id = i.order_id LIMIT 1) o
-        """;
-
-    /// <summary>
     /// Stage 2: which of each batch's orders were recorded before this import (skipped), and the
     /// contact of every customer of the others, created when the customer is new.
     /// Customers already resolved by this import are remembered (a bounded map), so later batches
@@ -253,8 +256,10 @@ public sealed class TransactionImport
                 batch.Orders.AddRange(orders.Values);
                 // Recorded before this import began (committed, so visible here): skipped, and their
                 // customers left alone.
-                foreach (var (orderId, _) in await conn.QueryAsync<(string OrderId, bool Ours)>(new CommandDefinition(
-                    ProbeOrdersSql, new { tenant = _run.Tenant, importId = _run.ImportId, ids = orders.Keys.ToArray() }, cancellationToken: ct)))
+                foreach (var orderId in await conn.QueryAsync<string>(new CommandDefinition("""
+                    SELECT i.order_id FROM unnest(@ids) AS i(order_id)
+                    WHERE EXISTS (SELECT 1 FROM orders WHERE tenant_id = @tenant AND order_id = i.order_id)
+                    """, new { tenant = _run.Tenant, ids = orders.Keys.ToArray() }, cancellationToken: ct)))
                     orders[orderId].RecordedBefore = true;
 
                 var unknown = new HashSet<string>(StringComparer.Ordinal);
@@ -267,7 +272,7 @@ public sealed class TransactionImport
                 if (unknown.Count > 0)
                 {
                     var (ids, created) = await PurchaseContacts.EnsureAsync(conn, null, _run.Tenant, [.. unknown], ct);
-                    _contactsCreated += created;
+                    _run.ContactsCommitted(created);
                     if (_knownContacts.Count + ids.Count > KnownContactsLimit) _knownContacts.Clear();
                     foreach (var (externalId, contactId) in ids) batch.Contacts[externalId] = _knownContacts[externalId] = contactId;
                 }
@@ -421,12 +426,13 @@ public sealed class TransactionImport
         public int Rows { get; set; }
         public List<Fragment> Fragments { get; } = [];
 
-        /// <summary>The contact of each customer of the batch (filled in by the customer resolver).</summary>
+        /// <summary>The contact of each customer of the batch's orders not recorded before (filled in by the resolver).</summary>
         public Dictionary<string, Guid> Contacts { get; } = new(StringComparer.Ordinal);
 
         /// <summary>The first fragment of each order, later runs of the order appended to it (filled in by the resolver).</summary>
         public List<Fragment> Orders { get; } = [];
 
+        /// <summary>The order's contact (null for a guest order); only for orders not recorded before.</summary>
         public Guid? ContactOf(Fragment f) => f.CustomerId is null ? null : Contacts[f.CustomerId];
 
         public Fragment StartFragment(string orderId, string? customerId, DateTime occurredAt, int offset, string currency, string status)
@@ -613,40 +619,6 @@ public sealed class TransactionImport
             var s = System.Text.Encoding.UTF8.GetString(bytes);
             _value = normalise is null ? s : normalise(s);
             return _value;
-        }
-    }
-
-    /// <summary>A Bloom filter of strings: 5 probes into a fixed bit array, from one 64-bit FNV-1a hash split in two.</summary>
-    private sealed class BloomFilter(int bits)
-    {
-        private readonly ulong[] _words = new ulong[bits / 64];
-
-        public void Add(string value)
-        {
-            var (h1, h2) = Hash(value);
-            for (uint i = 0; i < 5; i++)
-            {
-                var bit = (h1 + i * h2) % (uint)(_words.Length * 64);
-                _words[bit / 64] |= 1UL << (int)(bit % 64);
-            }
-        }
-
-        public bool MightContain(string value)
-        {
-            var (h1, h2) = Hash(value);
-            for (uint i = 0; i < 5; i++)
-            {
-                var bit = (h1 + i * h2) % (uint)(_words.Length * 64);
-                if ((_words[bit / 64] & (1UL << (int)(bit % 64))) == 0) return false;
-            }
-            return true;
-        }
-
-        private static (uint, uint) Hash(string value)
-        {
-            var h = 14695981039346656037UL;
-            foreach (var c in value) h = (h ^ c) * 1099511628211UL;
-            return ((uint)h, (uint)(h >> 32) | 1);
         }
     }
 }

@@ -135,7 +135,7 @@ public sealed partial class DeliveryGrpcService
         if (a.Kind == ProviderKind.Noop && !_options.AllowNoopProvider) v.Add("account.kind", "noop accounts are not allowed on this deployment");
         if (a.Kind == ProviderKind.Twilio && a.Channel != Channel.Sms) v.Add("account.channel", "a Twilio account sends SMS");
         if (a.Kind == ProviderKind.Smtp && a.Channel != Channel.Email) v.Add("account.channel", "an SMTP account sends email");
-        if (a.MessagesPerSecond is <= 0 or > 100_000) v.Add("account.messages_per_second", "must be between 0 and 100000");
+        if (a.MessagesPerSecond is <= 0 or > 100_000) v.Add("account.messages_per_second", "must be more than 0 and at most 100000");
         var kind = a.Kind switch { ProviderKind.Twilio => Channels.Sms.TwilioSmsSender.Kind, ProviderKind.Smtp => Channels.Email.SmtpEmailSender.Kind, _ => Channels.NoopSender.Kind };
         // Settings are checked by the readers the senders use, so an account accepted here is one they can
         // send through. Without a new secret the stored one is kept: a placeholder stands in for it.
