@@ -77,6 +77,7 @@ public sealed partial class ContactsGrpcService
     {
         var ct = context.CancellationToken;
         var chunks = new ChunkStream(requestStream);
+        using var slot = await _importSlots.TakeAsync(ct);
         await using var run = await ImportRun.StartAsync(_db, tenant, kind, header.FileName, ct);
         // The id goes out at once in the response headers, so the caller can follow progress with GetImport.
         await context.WriteResponseHeadersAsync(new Metadata { { ImportIdHeader, run.ImportId.ToString() } });
