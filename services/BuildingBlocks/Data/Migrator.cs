@@ -27,10 +27,17 @@ public sealed record MigrationSource(string Module, Assembly Assembly)
 /// <summary>
 /// Forward-only migrations: each file runs once, in its own transaction, under an advisory lock so that
 /// replicas starting together (or the Helm hook Job and a pod) never apply the same file twice.
+///
+/// A file whose first line is <c>-- migrate: outside a transaction</c> runs statement by statement
+/// without one, for what PostgreSQL refuses inside a transaction (CREATE INDEX CONCURRENTLY, which
+/// builds an index on a large table without blocking its writes). Its statements end with ';' at the
+/// end of a line, and each must be safe to run again: if the process dies half-way, the whole file
+/// runs again at the next start.
 /// </summary>
 public sealed class Migrator(NpgsqlDataSource dataSource, IReadOnlyList<MigrationSource> sources, ILogger<Migrator> logger)
 {
     private const long LockKey = 0x43524D5F4D4947; // "CRM_MIG"
+    public const string OutsideTransaction = "-- migrate: outside a transaction";
 
     public async Task MigrateAsync(CancellationToken ct = default)
     {
@@ -53,12 +60,20 @@ public sealed class Migrator(NpgsqlDataSource dataSource, IReadOnlyList<Migratio
                 foreach (var (version, name, sql) in source.Load().OrderBy(m => m.Version))
                 {
                     if (applied.Contains(version)) continue;
-                    await using var tx = await conn.BeginTransactionAsync(ct);
-                    await conn.ExecuteAsync(new CommandDefinition(sql, transaction: tx, cancellationToken: ct));
-                    await conn.ExecuteAsync(
-                        "INSERT INTO schema_migrations (module, version, name) VALUES (@Module, @version, @name)",
-                        new { source.Module, version, name }, tx);
-                    await tx.CommitAsync(ct);
+                    // No time limit: an index built on a large table takes as long as it takes.
+                    if (sql.StartsWith(OutsideTransaction, StringComparison.Ordinal))
+                    {
+                        foreach (var statement in Statements(sql))
+                            await conn.ExecuteAsync(new CommandDefinition(statement, commandTimeout: 0, cancellationToken: ct));
+                        await RecordAsync(conn, null, source.Module, version, name);
+                    }
+                    else
+                    {
+                        await using var tx = await conn.BeginTransactionAsync(ct);
+                        await conn.ExecuteAsync(new CommandDefinition(sql, transaction: tx, commandTimeout: 0, cancellationToken: ct));
+                        await RecordAsync(conn, tx, source.Module, version, name);
+                        await tx.CommitAsync(ct);
+                    }
                     logger.LogInformation("Applied migration {Module}/{Name}", source.Module, name);
                 }
             }
@@ -68,4 +83,14 @@ public sealed class Migrator(NpgsqlDataSource dataSource, IReadOnlyList<Migratio
             await conn.ExecuteAsync("SELECT pg_advisory_unlock(@LockKey)", new { LockKey });
         }
     }
+
+    private static Task RecordAsync(NpgsqlConnection conn, NpgsqlTransaction? tx, string module, int version, string name) =>
+        conn.ExecuteAsync("INSERT INTO schema_migrations (module, version, name) VALUES (@module, @version, @name)",
+            new { module, version, name }, tx);
+
+    /// <summary>The statements of a file run outside a transaction: split where a line ends with ';', comments-only parts dropped.</summary>
+    public static IReadOnlyList<string> Statements(string sql) =>
+        [.. System.Text.RegularExpressions.Regex.Split(sql, @";[ \t]*\r?\n")
+            .Select(part => part.Trim().TrimEnd(';'))
+            .Where(part => part.Split('\n').Any(line => line.Trim() is { Length: > 0 } l && !l.StartsWith("--", StringComparison.Ordinal)))];
 }
