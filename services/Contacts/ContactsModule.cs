@@ -28,6 +28,7 @@ public static class ContactsModule
             bus.AddConsumer<Features.Channels.ChannelUnreachableConsumer, Features.Channels.ChannelUnreachableConsumerDefinition>());
         services.AddCrmGrpc(builder.Configuration);
         services.AddSingleton<Workspaces>();
+        services.AddSingleton<Features.Workspaces.ApiKeys>();
         services.AddSingleton<Features.Imports.ImportSlots>();
 
         var app = builder.Build();

@@ -20,6 +20,8 @@ public static class Scope
     public const string DeliveryRead = "delivery.read";
     public const string DeliverySend = "delivery.send";
     public const string DeliveryAdmin = "delivery.admin";
+    /// <summary>The gateway's own: resolve any workspace's API key. Not included in "*".</summary>
+    public const string ApiKeysVerify = "apikeys.verify";
 }
 
 public sealed class TenancyOptions

@@ -61,8 +61,26 @@ public sealed class Workspaces(NpgsqlDataSource dataSource)
     }
 }
 
-public sealed class WorkspaceGrpcService(Workspaces workspaces) : WorkspaceService.WorkspaceServiceBase
+public sealed class WorkspaceGrpcService(Workspaces workspaces, ApiKeys apiKeys) : WorkspaceService.WorkspaceServiceBase
 {
+    public override Task<CreateApiKeyResponse> CreateApiKey(CreateApiKeyRequest request, ServerCallContext context) =>
+        apiKeys.CreateAsync(context.Caller(Scope.WorkspaceAdmin), request, context.CancellationToken);
+
+    public override async Task<ListApiKeysResponse> ListApiKeys(ListApiKeysRequest request, ServerCallContext context) =>
+        new() { Keys = { await apiKeys.ListAsync(context.Caller(Scope.WorkspaceAdmin).TenantId, context.CancellationToken) } };
+
+    public override Task<ApiKey> RevokeApiKey(RevokeApiKeyRequest request, ServerCallContext context) =>
+        apiKeys.RevokeAsync(context.Caller(Scope.WorkspaceAdmin).TenantId, request.KeyId, context.CancellationToken);
+
+    public override async Task<ApiKeyIdentity> AuthenticateApiKey(AuthenticateApiKeyRequest request, ServerCallContext context)
+    {
+        // Only an explicit apikeys.verify scope (the gateway's), never "*": this call crosses workspaces.
+        if (!context.Caller(Scope.ApiKeysVerify).Scopes.Contains(Scope.ApiKeysVerify))
+            throw new RpcException(new Status(StatusCode.PermissionDenied, $"The token lacks the '{Scope.ApiKeysVerify}' scope."));
+        return await apiKeys.AuthenticateAsync(request.Key, context.CancellationToken)
+            ?? throw new NotFoundException("No such API key (unknown, revoked or malformed).");
+    }
+
     public override async Task<Workspace> GetWorkspace(GetWorkspaceRequest request, ServerCallContext context)
     {
         var caller = context.Caller(Scope.ContactsRead);

@@ -1,0 +1,47 @@
+namespace Crm.Gateway.Auth;
+
+/// <summary>
+/// Runs on every proxied request: an API key is exchanged for an identity token (or refused with
+/// 401 / UNAUTHENTICATED) and counted against its rate (429 / RESOURCE_EXHAUSTED). Anything else in
+/// Authorization goes on unchanged for the service to verify.
+/// </summary>
+public sealed class ApiKeyMiddleware(RequestDelegate next, ApiKeyExchange exchange, KeyRateLimits limits)
+{
+    public async Task InvokeAsync(HttpContext context)
+    {
+        var header = context.Request.Headers.Authorization.ToString();
+        const string bearer = "Bearer ";
+        if (header.StartsWith(bearer, StringComparison.OrdinalIgnoreCase) && ApiKeyExchange.IsApiKey(header[bearer.Length..].Trim()))
+        {
+            var resolved = await exchange.ResolveAsync(header[bearer.Length..].Trim(), context.RequestAborted);
+            if (resolved is null)
+            {
+                await RefuseAsync(context, StatusCodes.Status401Unauthorized, 16, "The API key is unknown or revoked.");
+                return;
+            }
+            if (!limits.TryTake(resolved.KeyId))
+            {
+                context.Response.Headers.RetryAfter = "1";
+                await RefuseAsync(context, StatusCodes.Status429TooManyRequests, 8, "Too many requests for this API key; retry after a second.");
+                return;
+            }
+            context.Request.Headers.Authorization = bearer + resolved.Token;
+        }
+        await next(context);
+    }
+
+    /// <summary>gRPC callers get a trailers-only gRPC status; REST callers an HTTP status with a google.rpc.Status-like body.</summary>
+    private static async Task RefuseAsync(HttpContext context, int httpStatus, int grpcStatus, string message)
+    {
+        if (context.Request.ContentType?.StartsWith("application/grpc", StringComparison.Ordinal) == true)
+        {
+            context.Response.StatusCode = StatusCodes.Status200OK;
+            context.Response.ContentType = "application/grpc";
+            context.Response.Headers["grpc-status"] = grpcStatus.ToString(System.Globalization.CultureInfo.InvariantCulture);
+            context.Response.Headers["grpc-message"] = Uri.EscapeDataString(message);
+            return;
+        }
+        context.Response.StatusCode = httpStatus;
+        await context.Response.WriteAsJsonAsync(new { code = grpcStatus, message, details = Array.Empty<object>() });
+    }
+}

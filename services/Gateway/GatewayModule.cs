@@ -1,0 +1,56 @@
+using Crm.BuildingBlocks.Hosting;
+using Crm.BuildingBlocks.Tenancy;
+using Crm.Gateway.Auth;
+using Microsoft.AspNetCore.Diagnostics.HealthChecks;
+
+namespace Crm.Gateway;
+
+/// <summary>
+/// The platform's front door (YARP): REST (/v1/..., gRPC JSON transcoding in the services) and gRPC
+/// (/crm.&lt;service&gt;.v1.*) routed to the service that owns them, as configured under
+/// ReverseProxy. Callers bring an API key (<c>Authorization: Bearer crm_…</c>), which the gateway
+/// exchanges for a short-lived signed identity token, rate-limited per key; an identity token
+/// (apps that hold one) passes through, and the services verify it either way.
+/// </summary>
+public static class GatewayModule
+{
+    public const string ServiceName = "crm-gateway";
+
+    public static WebApplication Build(string[] args, Action<WebApplicationBuilder>? configure = null)
+    {
+        var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = args, ContentRootPath = AppContext.BaseDirectory });
+        configure?.Invoke(builder);
+        builder.AddServiceDefaults(ServiceName);
+
+        var services = builder.Services;
+        var tenancy = builder.Configuration.GetSection(TenancyOptions.Section).Get<TenancyOptions>() ?? new TenancyOptions();
+        services.AddSingleton(new IdentityTokens(tenancy));
+        services.AddSingleton(builder.Configuration.GetSection(GatewayOptions.Section).Get<GatewayOptions>() ?? new GatewayOptions());
+        services.AddSingleton(TimeProvider.System);
+        services.AddSingleton<ApiKeyExchange>();
+        services.AddSingleton<KeyRateLimits>();
+        services.AddReverseProxy().LoadFromConfig(builder.Configuration.GetSection("ReverseProxy"));
+
+        var app = builder.Build();
+        app.MapHealthChecks("/health/live", new HealthCheckOptions { Predicate = _ => false });
+        app.MapHealthChecks("/health/ready", new HealthCheckOptions { Predicate = c => c.Tags.Contains(ServiceDefaults.ReadyTag) });
+        app.MapReverseProxy(proxy => proxy.UseMiddleware<ApiKeyMiddleware>());
+        return app;
+    }
+}
+
+public sealed class GatewayOptions
+{
+    public const string Section = "Gateway";
+
+    /// <summary>Contacts' gRPC address, where API keys are resolved.</summary>
+    public string ContactsGrpc { get; set; } = "http://127.0.0.1:5101";
+
+    /// <summary>How long a resolved key is trusted before it is asked about again (so a revoked key stops within this).</summary>
+    public TimeSpan KeyCacheFor { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>Requests a second per API key, per gateway replica, with bursts up to <see cref="Burst"/>.</summary>
+    public int RequestsPerSecond { get; set; } = 50;
+
+    public int Burst { get; set; } = 100;
+}

@@ -1,0 +1,4 @@
+using Crm.Gateway;
+
+var app = GatewayModule.Build(args);
+await app.RunAsync();

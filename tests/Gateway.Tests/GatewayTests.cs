@@ -1,0 +1,123 @@
+extern alias gateway;
+
+using System.Net;
+using System.Net.Http.Headers;
+using System.Net.Http.Json;
+using System.Text.Json;
+using Crm.BuildingBlocks.Tenancy;
+using Crm.Contacts;
+using Crm.Contacts.V1;
+using Crm.TestSupport;
+using Grpc.Core;
+using Grpc.Net.Client;
+using GatewayModule = gateway::Crm.Gateway.GatewayModule;
+
+namespace Crm.Gateway.Tests;
+
+/// <summary>
+/// A real Contacts service (its own database and virtual host) behind a real gateway on loopback:
+/// API keys created through the gateway, exchanged for identity tokens, REST and gRPC routed,
+/// revoked keys refused, and each key held to its rate.
+/// </summary>
+public sealed class GatewayTests : IAsyncLifetime
+{
+    private readonly string _database = TestServers.UniqueName("gateway_test");
+    private readonly string _vhost = TestServers.UniqueName("gateway-test");
+    private ServiceHost _contacts = null!;
+    private ServiceHost _gateway = null!;
+
+    public async Task InitializeAsync()
+    {
+        _contacts = await ServiceHost.StartAsync(ContactsModule.Build, new Dictionary<string, string?>
+        {
+            ["ConnectionStrings:Postgres"] = await TestServers.CreateDatabaseAsync(_database),
+            ["ConnectionStrings:RabbitMq"] = await TestServers.CreateVirtualHostAsync(_vhost),
+        });
+        _gateway = await ServiceHost.StartAsync(GatewayModule.Build, new Dictionary<string, string?>
+        {
+            ["Gateway:ContactsGrpc"] = _contacts.GrpcAddress.ToString(),
+            ["Gateway:KeyCacheFor"] = "00:00:00.200",
+            ["Gateway:RequestsPerSecond"] = "5",
+            ["Gateway:Burst"] = "5",
+            ["ReverseProxy:Clusters:contacts-http:Destinations:contacts:Address"] = _contacts.HttpAddress.ToString(),
+            ["ReverseProxy:Clusters:contacts-grpc:Destinations:contacts:Address"] = _contacts.GrpcAddress.ToString(),
+        });
+    }
+
+    public async Task DisposeAsync()
+    {
+        await _gateway.DisposeAsync();
+        await _contacts.DisposeAsync();
+        await TestServers.DropDatabaseAsync(_database);
+        await TestServers.DeleteVirtualHostAsync(_vhost);
+    }
+
+    private HttpClient Rest(string credential)
+    {
+        var http = new HttpClient { BaseAddress = _gateway.HttpAddress };
+        http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", credential);
+        return http;
+    }
+
+    private async Task<(string KeyId, string Secret)> CreateKeyAsync(string tenant, params string[] scopes)
+    {
+        // A workspace admin (here with an identity token) creates the key through the gateway.
+        using var admin = Rest(_gateway.Tokens.Issue(tenant, [Scope.All]));
+        var created = await admin.PostAsJsonAsync("/v1/api-keys", new { name = "marketing tool", scopes });
+        Assert.Equal(HttpStatusCode.OK, created.StatusCode);
+        var body = await created.Content.ReadFromJsonAsync<JsonElement>();
+        return (body.GetProperty("key").GetProperty("keyId").GetString()!, body.GetProperty("secret").GetString()!);
+    }
+
+    [Fact]
+    public async Task Should_route_rest_and_grpc_for_an_api_key_and_refuse_it_once_revoked()
+    {
+        var (keyId, key) = await CreateKeyAsync("gw-shop", Scope.ContactsRead, Scope.ContactsWrite);
+        Assert.StartsWith("crm_", key, StringComparison.Ordinal);
+
+        using var rest = Rest(key);
+        var upsert = await rest.PostAsJsonAsync("/v1/contacts", new { externalId = "c-1", phone = "010-2222-3333" });
+        Assert.Equal(HttpStatusCode.OK, upsert.StatusCode);
+        var contact = await rest.GetFromJsonAsync<JsonElement>("/v1/contacts/external/c-1");
+        Assert.Equal("+821022223333", contact.GetProperty("phone").GetString());
+
+        // gRPC through the gateway's h2c port, with the same key.
+        using var channel = GrpcChannel.ForAddress(_gateway.GrpcAddress);
+        var grpc = new ContactsService.ContactsServiceClient(channel);
+        var auth = new Metadata { { "authorization", "Bearer " + key } };
+        var viaGrpc = await grpc.GetContactAsync(new GetContactRequest { Contact = new ContactRef { ExternalId = "c-1" } }, auth);
+        Assert.Equal(contact.GetProperty("id").GetString(), viaGrpc.Id);
+
+        // The key acts only within its scopes and its workspace.
+        Assert.Equal(HttpStatusCode.Forbidden, (await rest.GetAsync("/v1/api-keys")).StatusCode);
+
+        using var admin = Rest(_gateway.Tokens.Issue("gw-shop", [Scope.All]));
+        Assert.Equal(HttpStatusCode.OK, (await admin.PostAsync($"/v1/api-keys/{keyId}:revoke", null)).StatusCode);
+        await Task.Delay(300); // the gateway trusts a resolved key for KeyCacheFor (200 ms here)
+        Assert.Equal(HttpStatusCode.Unauthorized, (await rest.GetAsync("/v1/contacts/external/c-1")).StatusCode);
+        var refused = await Assert.ThrowsAsync<RpcException>(() =>
+            grpc.GetContactAsync(new GetContactRequest { Contact = new ContactRef { ExternalId = "c-1" } }, auth).ResponseAsync);
+        Assert.Equal(StatusCode.Unauthenticated, refused.StatusCode);
+    }
+
+    [Fact]
+    public async Task Should_refuse_unknown_keys_and_hold_each_key_to_its_rate()
+    {
+        using var forged = Rest("crm_" + Guid.NewGuid().ToString("N") + "_" + new string('A', 43));
+        Assert.Equal(HttpStatusCode.Unauthorized, (await forged.GetAsync("/v1/workspace")).StatusCode);
+
+        var (_, key) = await CreateKeyAsync("gw-busy", Scope.ContactsRead);
+        var (_, other) = await CreateKeyAsync("gw-busy", Scope.ContactsRead);
+        using var rest = Rest(key);
+        var statuses = new List<HttpStatusCode>();
+        for (var i = 0; i < 8; i++) statuses.Add((await rest.GetAsync("/v1/workspace")).StatusCode);
+        Assert.Equal(5, statuses.Count(s => s == HttpStatusCode.OK)); // a burst of 5, refilled at 5 a second
+        var limited = await rest.GetAsync("/v1/workspace");
+        Assert.Equal(HttpStatusCode.TooManyRequests, limited.StatusCode);
+        Assert.Equal("1", limited.Headers.RetryAfter?.ToString());
+
+        // Another key of the same workspace has its own bucket.
+        using var second = Rest(other);
+        Assert.Equal(HttpStatusCode.OK, (await second.GetAsync("/v1/workspace")).StatusCode);
+    }
+}
