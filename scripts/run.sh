@@ -19,7 +19,7 @@ for db in crm_contacts crm_delivery; do
 done
 
 # Our fixed ports must be free (a `make run` still running elsewhere would answer the demo instead).
-for port in 5100 5101 5200 5201 5990 2525; do
+for port in 5100 5101 5200 5201 8080 8081 5990 2525; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
     echo "port $port is in use (is another \`make run\` still running?); stop it and try again" >&2
     exit 1
@@ -56,6 +56,10 @@ start delivery services/Delivery/bin/Release/net10.0/Crm.Delivery.dll 5201 5200 
   ConnectionStrings__Postgres="$CRM_POSTGRES;Database=crm_delivery" ConnectionStrings__Redis="$CRM_REDIS" \
   Delivery__SecretKey="$(cat .local/provider-secret-key)" Delivery__RedisKeyPrefix="demo:"
 
+# The gateway: REST and gRPC for both services on one address, API keys exchanged for identity tokens.
+start gateway services/Gateway/bin/Release/net10.0/Crm.Gateway.dll 8081 8080 \
+  Gateway__ContactsGrpc="http://127.0.0.1:5101"
+
 crm() { dotnet tools/Crm.Cli/bin/Release/net10.0/crm.dll "$@"; }
 # The outside world, on loopback: a Twilio Messages API and an SMTP server that print what they get.
 crm fakes --twilio-port 5990 --smtp-port 2525 >.local/logs/fakes.log 2>&1 &
@@ -70,13 +74,28 @@ echo
 echo "== what the providers received (.local/logs/fakes.log) =="
 grep -E "^(SMS|EMAIL)" .local/logs/fakes.log || true
 
+echo
+echo "== through the gateway (REST, an API key) =="
+ADMIN_TOKEN=$(crm token --tenant demo)
+API_KEY=$(curl -sf -X POST http://127.0.0.1:8080/v1/api-keys -H "authorization: Bearer $ADMIN_TOKEN" -H 'content-type: application/json' \
+  -d '{"name": "make run", "scopes": ["contacts.read", "contacts.write", "delivery.read", "delivery.send"]}' | sed -n 's/.*"secret": *"\([^"]*\)".*/\1/p')
+echo "API key for the demo workspace: $API_KEY"
+echo "GET /v1/contacts/external/C-1001/summary:"
+curl -s -w " (HTTP %{http_code})" http://127.0.0.1:8080/v1/contacts/external/C-1001/summary -H "authorization: Bearer $API_KEY"; echo
+
 cat <<MSG
 
 == call it ==
+  REST through the gateway (127.0.0.1:8080), with the API key:
+  curl -H "authorization: Bearer $API_KEY" http://127.0.0.1:8080/v1/contacts/external/C-1001
+  curl -H "authorization: Bearer $API_KEY" 'http://127.0.0.1:8080/v1/messages?contact_id=<contact id>'
+  gRPC through the gateway (127.0.0.1:8081), the same key:
+  grpcurl -plaintext -import-path proto -import-path ~/.nuget/packages/google.api.commonprotos/2.17.0/content/protos \\
+    -proto crm/contacts/v1/contacts.proto -H "authorization: Bearer $API_KEY" -d '{"contact":{"external_id":"C-1001"}}' \\
+    127.0.0.1:8081 crm.contacts.v1.ContactsService/GetContactSummary
+  Or straight to a service with an identity token (it lists its API by reflection):
   export CRM_SIGNING_KEY=$CRM_SIGNING_KEY
   TOKEN=\$(dotnet tools/Crm.Cli/bin/Release/net10.0/crm.dll token --tenant demo)
-  grpcurl -plaintext -H "authorization: Bearer \$TOKEN" -d '{"contact":{"external_id":"C-1001"}}' \\
-    127.0.0.1:5101 crm.contacts.v1.ContactsService/GetContactSummary
   grpcurl -plaintext -H "authorization: Bearer \$TOKEN" 127.0.0.1:5201 crm.delivery.v1.DeliveryService/GetFrequencyCapRules
 (logs in .local/logs; Ctrl-C stops the services, \`make down\` stops the servers)
 MSG

@@ -120,4 +120,18 @@ public sealed class GatewayTests : IAsyncLifetime
         using var second = Rest(other);
         Assert.Equal(HttpStatusCode.OK, (await second.GetAsync("/v1/workspace")).StatusCode);
     }
+
+    [Fact]
+    public async Task Should_answer_503_when_contacts_cannot_check_a_key()
+    {
+        await using var orphan = await ServiceHost.StartAsync(GatewayModule.Build, new Dictionary<string, string?>
+        {
+            ["Gateway:ContactsGrpc"] = $"http://127.0.0.1:{TestServers.FreePort()}", // nothing listens there
+        });
+        using var http = new HttpClient { BaseAddress = orphan.HttpAddress };
+        http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", "crm_" + Guid.NewGuid().ToString("N") + "_" + new string('A', 43));
+        var response = await http.GetAsync("/v1/workspace");
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, response.StatusCode);
+        Assert.Equal("1", response.Headers.RetryAfter?.ToString());
+    }
 }

@@ -5,7 +5,7 @@ namespace Crm.Gateway.Auth;
 /// 401 / UNAUTHENTICATED) and counted against its rate (429 / RESOURCE_EXHAUSTED). Anything else in
 /// Authorization goes on unchanged for the service to verify.
 /// </summary>
-public sealed class ApiKeyMiddleware(RequestDelegate next, ApiKeyExchange exchange, KeyRateLimits limits)
+public sealed class ApiKeyMiddleware(RequestDelegate next, ApiKeyExchange exchange, KeyRateLimits limits, ILogger<ApiKeyMiddleware> logger)
 {
     public async Task InvokeAsync(HttpContext context)
     {
@@ -13,7 +13,19 @@ public sealed class ApiKeyMiddleware(RequestDelegate next, ApiKeyExchange exchan
         const string bearer = "Bearer ";
         if (header.StartsWith(bearer, StringComparison.OrdinalIgnoreCase) && ApiKeyExchange.IsApiKey(header[bearer.Length..].Trim()))
         {
-            var resolved = await exchange.ResolveAsync(header[bearer.Length..].Trim(), context.RequestAborted);
+            ApiKeyExchange.Resolved? resolved;
+            try
+            {
+                resolved = await exchange.ResolveAsync(header[bearer.Length..].Trim(), context.RequestAborted);
+            }
+            catch (Grpc.Core.RpcException e)
+            {
+                // Contacts could not answer: the caller may retry; nothing is remembered about the key.
+                logger.LogWarning(e, "Could not resolve an API key with Contacts ({Status})", e.StatusCode);
+                context.Response.Headers.RetryAfter = "1";
+                await RefuseAsync(context, StatusCodes.Status503ServiceUnavailable, 14, "The API key cannot be checked right now; retry shortly.");
+                return;
+            }
             if (resolved is null)
             {
                 await RefuseAsync(context, StatusCodes.Status401Unauthorized, 16, "The API key is unknown or revoked.");
