@@ -251,13 +251,20 @@ Credentials first, then the chart's settings, then the user's env, so that the u
   value: {{ . | quote }}
 {{- end }}
 {{- if eq $svc.name "gateway" }}
-{{- /* The gateway's YARP clusters are named after the services, one destination each: their gRPC port. */}}
+{{- /* The gateway's YARP clusters are <service>-http (REST, JSON transcoding) and <service>-grpc (h2c),
+       one destination each named after the service (services/Gateway/appsettings.json). */}}
 {{- $resolved := dict }}
 {{- include "crm.services" (dict "root" $root "out" $resolved) }}
 {{- range $resolved.services }}
 {{- if ne .name "gateway" }}
-- name: ReverseProxy__Clusters__{{ .name }}__Destinations__{{ .name }}__Address
+- name: ReverseProxy__Clusters__{{ .name }}-http__Destinations__{{ .name }}__Address
+  value: http://{{ .fullname }}:5100
+- name: ReverseProxy__Clusters__{{ .name }}-grpc__Destinations__{{ .name }}__Address
   value: http://{{ .fullname }}:5101
+{{- if eq .name "contacts" }}
+- name: Gateway__ContactsGrpc
+  value: http://{{ .fullname }}:5101
+{{- end }}
 {{- end }}
 {{- end }}
 {{- end }}
