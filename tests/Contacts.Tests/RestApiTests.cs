@@ -1,5 +1,4 @@
 using System.Net;
-using System.Net.Http.Headers;
 using System.Net.Http.Json;
 using System.Text.Json;
 using Crm.BuildingBlocks.Tenancy;
@@ -11,12 +10,7 @@ namespace Crm.Contacts.Tests;
 [Collection(ContactsCollection.Name)]
 public sealed class RestApiTests(ContactsFixture fx)
 {
-    private HttpClient Http(string tenant)
-    {
-        var http = new HttpClient { BaseAddress = fx.Host.HttpAddress };
-        http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", fx.Host.Tokens.Issue(tenant, [Scope.All]));
-        return http;
-    }
+    private HttpClient Http(string tenant) => fx.Host.Rest(fx.Host.Tokens.Issue(tenant, [Scope.All]));
 
     [Fact]
     public async Task Should_upsert_and_read_a_contact_over_rest_with_korean_phone_normalised()
@@ -49,7 +43,7 @@ public sealed class RestApiTests(ContactsFixture fx)
         var violation = error.GetProperty("details")[0].GetProperty("fieldViolations")[0];
         Assert.Equal("phone", violation.GetProperty("field").GetString());
 
-        using var anonymous = new HttpClient { BaseAddress = fx.Host.HttpAddress };
+        using var anonymous = fx.Host.Rest(null);
         Assert.Equal(HttpStatusCode.Unauthorized, (await anonymous.GetAsync("/v1/contacts/external/rest-1")).StatusCode);
         Assert.Equal(HttpStatusCode.NotFound, (await http.GetAsync("/v1/contacts/external/nobody")).StatusCode);
     }

@@ -1,7 +1,6 @@
 extern alias gateway;
 
 using System.Net;
-using System.Net.Http.Headers;
 using System.Net.Http.Json;
 using System.Text.Json;
 using Crm.BuildingBlocks.Tenancy;
@@ -71,12 +70,7 @@ public sealed class PlatformThroughGatewayTests : IAsyncLifetime
         await TestServers.DeleteVirtualHostAsync(_vhost);
     }
 
-    private HttpClient Rest(string credential)
-    {
-        var http = new HttpClient { BaseAddress = _gateway.HttpAddress };
-        http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", credential);
-        return http;
-    }
+    private HttpClient Rest(string credential) => _gateway.Rest(credential);
 
     private static async Task<JsonElement> OkAsync(Task<HttpResponseMessage> call)
     {

@@ -1,7 +1,6 @@
 extern alias gateway;
 
 using System.Net;
-using System.Net.Http.Headers;
 using System.Net.Http.Json;
 using System.Text.Json;
 using Crm.BuildingBlocks.Tenancy;
@@ -52,12 +51,7 @@ public sealed class GatewayTests : IAsyncLifetime
         await TestServers.DeleteVirtualHostAsync(_vhost);
     }
 
-    private HttpClient Rest(string credential)
-    {
-        var http = new HttpClient { BaseAddress = _gateway.HttpAddress };
-        http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", credential);
-        return http;
-    }
+    private HttpClient Rest(string credential) => _gateway.Rest(credential);
 
     private async Task<(string KeyId, string Secret)> CreateKeyAsync(string tenant, params string[] scopes)
     {
@@ -128,8 +122,7 @@ public sealed class GatewayTests : IAsyncLifetime
         {
             ["Gateway:ContactsGrpc"] = $"http://127.0.0.1:{TestServers.FreePort()}", // nothing listens there
         });
-        using var http = new HttpClient { BaseAddress = orphan.HttpAddress };
-        http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", "crm_" + Guid.NewGuid().ToString("N") + "_" + new string('A', 43));
+        using var http = orphan.Rest("crm_" + Guid.NewGuid().ToString("N") + "_" + new string('A', 43));
         var response = await http.GetAsync("/v1/workspace");
         Assert.Equal(HttpStatusCode.ServiceUnavailable, response.StatusCode);
         Assert.Equal("1", response.Headers.RetryAfter?.ToString());

@@ -50,6 +50,14 @@ public sealed class ServiceHost : IAsyncDisposable
     public CallOptions As(string tenant, params string[] scopes) =>
         new(new Metadata { { "authorization", "Bearer " + Tokens.Issue(tenant, scopes.Length == 0 ? [Scope.All] : scopes) } });
 
+    /// <summary>An HTTP/1.1 client of the REST endpoint, sending <c>Authorization: Bearer</c> with the credential (a token or an API key).</summary>
+    public HttpClient Rest(string? credential)
+    {
+        var http = new HttpClient { BaseAddress = HttpAddress };
+        if (credential is not null) http.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", credential);
+        return http;
+    }
+
     private bool _disposed;
 
     public async ValueTask DisposeAsync()
