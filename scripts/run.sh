@@ -58,7 +58,7 @@ start delivery services/Delivery/bin/Release/net10.0/Crm.Delivery.dll 5201 5200 
 
 # The gateway: REST and gRPC for both services on one address, API keys exchanged for identity tokens.
 start gateway services/Gateway/bin/Release/net10.0/Crm.Gateway.dll 8081 8080 \
-  Gateway__ContactsGrpc="http://127.0.0.1:5101"
+  Gateway__ContactsGrpc="http://127.0.0.1:5101" ConnectionStrings__Redis="$CRM_REDIS" Gateway__RedisKeyPrefix="demo:"
 
 crm() { dotnet tools/Crm.Cli/bin/Release/net10.0/crm.dll "$@"; }
 # The outside world, on loopback: a Twilio Messages API and an SMTP server that print what they get.

@@ -1,6 +1,7 @@
 using Crm.BuildingBlocks.Data;
 using Crm.BuildingBlocks.Hosting;
 using Crm.BuildingBlocks.Messaging;
+using Crm.BuildingBlocks.Redis;
 using Crm.BuildingBlocks.Tenancy;
 using Crm.Delivery.Channels;
 using Crm.Delivery.Channels.Email;
@@ -14,8 +15,6 @@ using Crm.Delivery.Pipeline;
 using Crm.Delivery.Security;
 using MassTransit;
 using Microsoft.Extensions.DependencyInjection.Extensions;
-using Microsoft.Extensions.Diagnostics.HealthChecks;
-using StackExchange.Redis;
 
 namespace Crm.Delivery;
 
@@ -40,7 +39,7 @@ public static class DeliveryModule
 
         services.AddPostgres(configuration, new MigrationSource("delivery", typeof(DeliveryModule).Assembly));
         services.AddMigrationsOnStart(); // before the outbox relay and the workers touch the tables
-        services.AddRedis(configuration);
+        services.AddCrmRedis(configuration);
         services.AddCrmMessaging(configuration, bus =>
         {
             bus.AddConsumer<DeliverMessageConsumer, DeliverMessageConsumerDefinition>();
@@ -68,35 +67,5 @@ public static class DeliveryModule
         app.MapGrpcService<DeliveryGrpcService>();
         app.MapTwilioStatusCallbacks();
         return app;
-    }
-
-    private static void AddRedis(this IServiceCollection services, IConfiguration configuration)
-    {
-        var connection = configuration.GetConnectionString("Redis");
-        if (string.IsNullOrWhiteSpace(connection)) throw new InvalidOperationException("ConnectionStrings:Redis is not configured.");
-        services.AddSingleton<IConnectionMultiplexer>(_ =>
-        {
-            var redisOptions = ConfigurationOptions.Parse(connection);
-            redisOptions.AbortOnConnectFail = false; // start, and become ready when Redis is
-            redisOptions.SocketManager = SocketManager.ThreadPool;
-            return ConnectionMultiplexer.Connect(redisOptions);
-        });
-        services.AddHealthChecks().AddCheck<RedisHealthCheck>("redis", tags: [ServiceDefaults.ReadyTag]);
-    }
-
-    private sealed class RedisHealthCheck(IConnectionMultiplexer redis) : IHealthCheck
-    {
-        public async Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default)
-        {
-            try
-            {
-                await redis.GetDatabase().PingAsync();
-                return HealthCheckResult.Healthy();
-            }
-            catch (RedisException ex)
-            {
-                return HealthCheckResult.Unhealthy("Redis is not reachable", ex);
-            }
-        }
     }
 }

@@ -1,4 +1,5 @@
 using Crm.BuildingBlocks.Hosting;
+using Crm.BuildingBlocks.Redis;
 using Crm.BuildingBlocks.Tenancy;
 using Crm.Gateway.Auth;
 using Microsoft.AspNetCore.Diagnostics.HealthChecks;
@@ -9,7 +10,7 @@ namespace Crm.Gateway;
 /// The platform's front door (YARP): REST (/v1/..., gRPC JSON transcoding in the services) and gRPC
 /// (/crm.&lt;service&gt;.v1.*) routed to the service that owns them, as configured under
 /// ReverseProxy. Callers bring an API key (<c>Authorization: Bearer crm_…</c>), which the gateway
-/// exchanges for a short-lived signed identity token, rate-limited per key; an identity token
+/// exchanges for a short-lived signed identity token, rate-limited per key across replicas (Redis); an identity token
 /// (apps that hold one) passes through, and the services verify it either way.
 /// </summary>
 public static class GatewayModule
@@ -28,6 +29,7 @@ public static class GatewayModule
         services.AddSingleton(builder.Configuration.GetSection(GatewayOptions.Section).Get<GatewayOptions>() ?? new GatewayOptions());
         services.AddSingleton(TimeProvider.System);
         services.AddSingleton<ApiKeyExchange>();
+        services.AddCrmRedis(builder.Configuration);
         services.AddSingleton<KeyRateLimits>();
         services.AddReverseProxy().LoadFromConfig(builder.Configuration.GetSection("ReverseProxy"));
 
@@ -49,8 +51,11 @@ public sealed class GatewayOptions
     /// <summary>How long a resolved key is trusted before it is asked about again (so a revoked key stops within this).</summary>
     public TimeSpan KeyCacheFor { get; set; } = TimeSpan.FromSeconds(30);
 
-    /// <summary>Requests a second per API key, per gateway replica, with bursts up to <see cref="Burst"/>.</summary>
+    /// <summary>Requests a second per API key, across all gateway replicas, after a burst of up to <see cref="Burst"/>.</summary>
     public int RequestsPerSecond { get; set; } = 50;
 
     public int Burst { get; set; } = 100;
+
+    /// <summary>Prepended to every Redis key (tests use one each).</summary>
+    public string RedisKeyPrefix { get; set; } = "";
 }

@@ -52,6 +52,8 @@ public sealed class PlatformThroughGatewayTests : IAsyncLifetime
         _gateway = await ServiceHost.StartAsync(GatewayModule.Build, new Dictionary<string, string?>
         {
             ["Gateway:ContactsGrpc"] = _contacts.GrpcAddress.ToString(),
+            ["ConnectionStrings:Redis"] = TestServers.Redis,
+            ["Gateway:RedisKeyPrefix"] = $"{_vhost}:",
             ["ReverseProxy:Clusters:contacts-http:Destinations:contacts:Address"] = _contacts.HttpAddress.ToString(),
             ["ReverseProxy:Clusters:contacts-grpc:Destinations:contacts:Address"] = _contacts.GrpcAddress.ToString(),
             ["ReverseProxy:Clusters:delivery-http:Destinations:delivery:Address"] = _delivery.HttpAddress.ToString(),

@@ -11,7 +11,7 @@ contacts:     { postgres: true,  rabbitmq: true,  redis: false }
 delivery:     { postgres: true,  rabbitmq: true,  redis: true }
 segmentation: { postgres: true,  rabbitmq: true,  redis: false }
 campaigns:    { postgres: true,  rabbitmq: true,  redis: false }
-gateway:      { postgres: false, rabbitmq: false, redis: false }
+gateway:      { postgres: false, rabbitmq: false, redis: true }
 {{- end }}
 
 {{- define "crm.name" -}}

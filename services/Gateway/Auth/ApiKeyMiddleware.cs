@@ -31,10 +31,12 @@ public sealed class ApiKeyMiddleware(RequestDelegate next, ApiKeyExchange exchan
                 await RefuseAsync(context, StatusCodes.Status401Unauthorized, 16, "The API key is unknown or revoked.");
                 return;
             }
-            if (!limits.TryTake(resolved.KeyId))
+            var wait = await limits.TryTakeAsync(resolved.KeyId);
+            if (wait > TimeSpan.Zero)
             {
-                context.Response.Headers.RetryAfter = "1";
-                await RefuseAsync(context, StatusCodes.Status429TooManyRequests, 8, "Too many requests for this API key; retry after a second.");
+                var seconds = (int)Math.Ceiling(wait.TotalSeconds);
+                context.Response.Headers.RetryAfter = seconds.ToString(System.Globalization.CultureInfo.InvariantCulture);
+                await RefuseAsync(context, StatusCodes.Status429TooManyRequests, 8, $"Too many requests for this API key; retry in {seconds} s.");
                 return;
             }
             context.Request.Headers.Authorization = bearer + resolved.Token;
