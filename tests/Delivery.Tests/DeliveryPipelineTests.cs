@@ -133,6 +133,56 @@ public sealed class DeliveryPipelineTests(DeliveryFixture fx)
     }
 
     [Fact]
+    public async Task Should_withdraw_a_campaigns_waiting_messages_and_never_send_them()
+    {
+        var t = await fx.NewWorkspaceAsync();
+        var night = await fx.NewContactAsync(t, phone: "+821077770001", consents: [SmsMarketingIn]);
+        var day = await fx.NewContactAsync(t, phone: "+821077770002", consents: [SmsMarketingIn, SmsNightIn]);
+        fx.Clock.Set(new DateTimeOffset(2026, 11, 23, 22, 30, 0, TimeSpan.FromHours(9)));
+        try
+        {
+            // One goes out now (night-time consent), one waits for 08:00.
+            SendMessageRequest Campaign(Guid contact, string key)
+            {
+                var r = Sms(contact, key);
+                r.CampaignId = "winter-sale";
+                return r;
+            }
+            var sent = await fx.Client.SendMessageAsync(Campaign(day, "sale-day"), fx.As(t));
+            var waiting = await fx.Client.SendMessageAsync(Campaign(night, "sale-night"), fx.As(t));
+            Assert.Equal((MessageStatus.Sent, MessageStatus.Deferred), (sent.Status, waiting.Status));
+
+            // The price was wrong: the campaign is withdrawn.
+            var cancel = await fx.Client.CancelMessagesAsync(new CancelMessagesRequest
+            {
+                CampaignId = "winter-sale", MessageIds = { sent.MessageId }, Reason = "wrong price",
+            }, fx.As(t));
+            Assert.Equal([waiting.MessageId], cancel.Cancelled);
+            Assert.Equal([sent.MessageId], cancel.NotCancelled); // it had gone out
+
+            var withdrawn = await fx.Client.GetMessageAsync(new GetMessageRequest { MessageId = waiting.MessageId }, fx.As(t));
+            Assert.Equal(MessageStatus.Suppressed, withdrawn.Status);
+            Assert.Equal("cancelled: wrong price", withdrawn.Reason);
+            Assert.Equal([MessageStatus.Accepted, MessageStatus.Deferred, MessageStatus.Suppressed], withdrawn.Timeline.Select(s => s.Status));
+
+            // 08:00 comes and goes: nothing is released.
+            fx.Clock.Set(new DateTimeOffset(2026, 11, 24, 8, 0, 1, TimeSpan.FromHours(9)));
+            await Task.Delay(500);
+            Assert.DoesNotContain(fx.Twilio.Requests, r => r.To == "+821077770001");
+
+            var bad = await Assert.ThrowsAsync<Grpc.Core.RpcException>(() => fx.Client.CancelMessagesAsync(
+                new CancelMessagesRequest { MessageIds = { "not-an-id" } }, fx.As(t)).ResponseAsync);
+            Assert.Equal(Grpc.Core.StatusCode.InvalidArgument, bad.StatusCode);
+            Assert.Equal(["message_ids[0]", "reason"], Grpc.Core.RpcExceptionExtensions.GetRpcStatus(bad)!
+                .GetDetail<Google.Rpc.BadRequest>()!.FieldViolations.Select(f => f.Field));
+        }
+        finally
+        {
+            fx.Clock.Set(DateTimeOffset.UtcNow);
+        }
+    }
+
+    [Fact]
     public async Task Should_keep_tenant_quiet_hours_in_the_contacts_time_zone()
     {
         var t = await fx.NewWorkspaceAsync();

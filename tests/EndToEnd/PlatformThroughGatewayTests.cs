@@ -129,6 +129,10 @@ public sealed class PlatformThroughGatewayTests : IAsyncLifetime
         Assert.Contains("opted out of transactional sms", timeline.ToString(), StringComparison.Ordinal);
         Assert.Single(_twilio.Messages, m => m.To == "+821040000001");
 
+        // A message that went out cannot be withdrawn (POST /v1/messages:cancel says so).
+        var cancel = await OkAsync(shop.PostAsJsonAsync("/v1/messages:cancel", new { messageIds = new[] { sent.GetProperty("messageId").GetString() }, reason = "test" }));
+        Assert.Equal(sent.GetProperty("messageId").GetString(), cancel.GetProperty("notCancelled")[0].GetString());
+
         // The key cannot change the workspace's delivery policy: it has no delivery.admin.
         Assert.Equal(HttpStatusCode.Forbidden, (await shop.PutAsJsonAsync("/v1/provider-accounts", account)).StatusCode);
     }

@@ -15,11 +15,13 @@ public sealed partial class DeliveryGrpcService : DeliveryService.DeliveryServic
     private readonly MessageIntake _intake;
     private readonly Pipeline.DeliveryPipeline _pipeline;
     private readonly DeliveryOptions _options;
+    private readonly TimeProvider _clock;
 
     public DeliveryGrpcService(NpgsqlDataSource db, TenantPolicies policies, SecretBox secrets, MessageIntake intake,
-        Pipeline.DeliveryPipeline pipeline, DeliveryOptions options)
+        Pipeline.DeliveryPipeline pipeline, DeliveryOptions options, TimeProvider clock)
     {
         _options = options;
+        _clock = clock;
         _db = db;
         _policies = policies;
         _secrets = secrets;
