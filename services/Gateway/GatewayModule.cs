@@ -28,15 +28,18 @@ public static class GatewayModule
         services.AddSingleton(new IdentityTokens(tenancy));
         services.AddSingleton(builder.Configuration.GetSection(GatewayOptions.Section).Get<GatewayOptions>() ?? new GatewayOptions());
         services.AddSingleton(TimeProvider.System);
+        services.AddSingleton<ContactsChannel>();
         services.AddSingleton<ApiKeyExchange>();
         services.AddCrmRedis(builder.Configuration);
         services.AddSingleton<KeyRateLimits>();
         services.AddReverseProxy().LoadFromConfig(builder.Configuration.GetSection("ReverseProxy"));
 
         var app = builder.Build();
+        app.UseMiddleware<ApiKeyMiddleware>();
         app.MapHealthChecks("/health/live", new HealthCheckOptions { Predicate = _ => false });
         app.MapHealthChecks("/health/ready", new HealthCheckOptions { Predicate = c => c.Tags.Contains(ServiceDefaults.ReadyTag) });
-        app.MapReverseProxy(proxy => proxy.UseMiddleware<ApiKeyMiddleware>());
+        app.MapPost("/v1/imports/{kind:regex(^(contacts|transactions)$)}", Imports.ImportUpload.HandleAsync);
+        app.MapReverseProxy();
         return app;
     }
 }

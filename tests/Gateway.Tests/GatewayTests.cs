@@ -140,4 +140,43 @@ public sealed class GatewayTests : IAsyncLifetime
         Assert.Equal(HttpStatusCode.ServiceUnavailable, response.StatusCode);
         Assert.Equal("1", response.Headers.RetryAfter?.ToString());
     }
+
+    [Fact]
+    public async Task Should_import_a_csv_uploaded_over_rest_reporting_bad_rows_by_line()
+    {
+        var (_, key) = await CreateKeyAsync("gw-upload", Scope.ContactsRead, Scope.ContactsWrite);
+        using var rest = Rest(key);
+        const string mapping = """
+            {"fileName": "orders.csv", "transactions": {"orderId": "order", "customerId": "customer", "occurredAt": "when",
+             "sku": "sku", "quantity": "qty", "unitPrice": "price", "fixedCurrency": "KRW"}}
+            """;
+        var csv = "order,customer,when,sku,qty,price\n"
+            + "A-1,c-1,2026-11-20T10:00:00+09:00,TEA,2,12900\n"
+            + "A-1,c-1,2026-11-20T10:00:00+09:00,CUP,1,8000\n"
+            + "A-2,c-2,yesterday,TEA,1,12900\n";
+        using var upload = new HttpRequestMessage(HttpMethod.Post, "/v1/imports/transactions") { Content = new StringContent(csv, System.Text.Encoding.UTF8, "text/csv") };
+        upload.Headers.Add("crm-import-header", mapping.ReplaceLineEndings(" "));
+        var response = await rest.SendAsync(upload);
+        var body = await response.Content.ReadAsStringAsync();
+        Assert.True(response.IsSuccessStatusCode, body);
+        var import = JsonDocument.Parse(body).RootElement;
+        Assert.Equal("IMPORT_STATUS_COMPLETED", import.GetProperty("status").GetString());
+        // Proto JSON writes 64-bit numbers as strings.
+        long Int64(JsonElement e, string name) => long.Parse(e.GetProperty(name).GetString()!, System.Globalization.CultureInfo.InvariantCulture);
+        Assert.Equal((2L, 1L, 1L), (Int64(import, "rowsAccepted"), Int64(import, "rowsRejected"), Int64(import, "ordersCreated")));
+        var error = import.GetProperty("errors")[0];
+        Assert.Equal((4L, "when"), (Int64(error, "line"), error.GetProperty("column").GetString()));
+        var id = response.Headers.GetValues("crm-import-id").Single();
+        Assert.Equal(id, (await rest.GetFromJsonAsync<JsonElement>($"/v1/imports/{id}")).GetProperty("importId").GetString());
+
+        // No mapping: 400 naming the header. A key without contacts.write: 403 from Contacts, passed on.
+        var bare = await rest.PostAsync("/v1/imports/transactions", new StringContent(csv));
+        Assert.Equal(HttpStatusCode.BadRequest, bare.StatusCode);
+        Assert.Equal("crm-import-header", (await bare.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("details")[0].GetProperty("fieldViolations")[0].GetProperty("field").GetString());
+        var (_, reader) = await CreateKeyAsync("gw-upload", Scope.ContactsRead);
+        using var readOnly = Rest(reader);
+        using var refused = new HttpRequestMessage(HttpMethod.Post, "/v1/imports/transactions") { Content = new StringContent(csv) };
+        refused.Headers.Add("crm-import-header", mapping.ReplaceLineEndings(" "));
+        Assert.Equal(HttpStatusCode.Forbidden, (await readOnly.SendAsync(refused)).StatusCode);
+    }
 }

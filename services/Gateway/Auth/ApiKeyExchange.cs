@@ -4,7 +4,6 @@ using System.Text;
 using Crm.BuildingBlocks.Tenancy;
 using Crm.Contacts.V1;
 using Grpc.Core;
-using Grpc.Net.Client;
 
 namespace Crm.Gateway.Auth;
 
@@ -13,9 +12,8 @@ namespace Crm.Gateway.Auth;
 /// with the gateway's own token carrying the apikeys.verify scope, and remembered for
 /// <see cref="GatewayOptions.KeyCacheFor"/> by the key's hash, never the key itself.
 /// </summary>
-public sealed class ApiKeyExchange(GatewayOptions options, IdentityTokens tokens, TimeProvider clock) : IDisposable
+public sealed class ApiKeyExchange(GatewayOptions options, ContactsChannel contacts, IdentityTokens tokens, TimeProvider clock)
 {
-    private readonly GrpcChannel _contacts = GrpcChannel.ForAddress(options.ContactsGrpc);
     private readonly ConcurrentDictionary<string, Entry> _cache = new(StringComparer.Ordinal);
 
     public sealed record Resolved(string KeyId, string TenantId, string Token);
@@ -34,7 +32,7 @@ public sealed class ApiKeyExchange(GatewayOptions options, IdentityTokens tokens
         Resolved? resolved = null;
         try
         {
-            var identity = await new WorkspaceService.WorkspaceServiceClient(_contacts).AuthenticateApiKeyAsync(
+            var identity = await new WorkspaceService.WorkspaceServiceClient(contacts.Channel).AuthenticateApiKeyAsync(
                 new AuthenticateApiKeyRequest { Key = key },
                 new Metadata { { "authorization", "Bearer " + tokens.Issue("gateway", [Scope.ApiKeysVerify], TimeSpan.FromMinutes(1), "gateway") } },
                 cancellationToken: ct);
@@ -51,5 +49,4 @@ public sealed class ApiKeyExchange(GatewayOptions options, IdentityTokens tokens
         return resolved;
     }
 
-    public void Dispose() => _contacts.Dispose();
 }

@@ -1,7 +1,7 @@
 namespace Crm.Gateway.Auth;
 
 /// <summary>
-/// Runs on every proxied request: an API key is exchanged for an identity token (or refused with
+/// Runs on every request: an API key is exchanged for an identity token (or refused with
 /// 401 / UNAUTHENTICATED) and counted against its rate (429 / RESOURCE_EXHAUSTED). Anything else in
 /// Authorization goes on unchanged for the service to verify.
 /// </summary>
