@@ -127,14 +127,22 @@ public sealed class DeliveryPipeline(
             var reserved = Enumerable.Range(0, checks.Count).Where(i => decisions[i].Allowed).ToList();
             // One update: the reservations into the ledger, and every message still going marked as sending
             // (from here on, a crash never sends it twice).
-            await MarkSendingAsync(tenant, candidates.Where(c => c.Rules.Count == 0).Concat(reserved.Select(i => capped[i])).Select(c => c.Message.MessageId).ToArray(),
+            var marked = await MarkSendingAsync(tenant, candidates.Where(c => c.Rules.Count == 0).Concat(reserved.Select(i => capped[i])).Select(c => c.Message.MessageId).ToArray(),
                 reserved.Select(i => capped[i].Message.MessageId).ToArray(), now, ct);
+            // A message no longer waiting (cancelled, or taken over after this worker's lease ran out) is not ours to
+            // send: its reservation is given back and it leaves the batch without an outcome from here.
+            foreach (var i in reserved.Where(i => !marked.Contains(capped[i].Message.MessageId)).ToList())
+            {
+                await caps.ReleaseAsync(policy, capped[i].Message.ContactId, capped[i].Message.MessageId, capped[i].Rules);
+                reserved.Remove(i);
+            }
             var confirmed = await Task.WhenAll(reserved.Select(i => caps.ConfirmAsync(checks[i], decisions[i])));
             for (var k = 0; k < reserved.Count; k++) decisions[reserved[k]] = confirmed[k];
             var lost = reserved.Where(i => !decisions[i].Allowed).Select(i => capped[i].Message.MessageId).ToArray();
             if (lost.Length > 0) await ClearReservationsAsync(tenant, lost, ct);
             for (var i = 0; i < capped.Count; i++)
             {
+                if (!marked.Contains(capped[i].Message.MessageId) && decisions[i].Allowed) candidates.Remove(capped[i]);
                 if (decisions[i].Allowed) continue;
                 var m = capped[i].Message;
                 var rule = decisions[i].DeniedBy!;
@@ -143,9 +151,14 @@ public sealed class DeliveryPipeline(
                 else outcomes.Suppress(m, reason, rule.RuleId);
                 candidates.Remove(capped[i]);
             }
+            candidates.RemoveAll(c => c.Rules.Count == 0 && !marked.Contains(c.Message.MessageId));
+        }
+        else if (candidates.Count > 0)
+        {
+            var marked = await MarkSendingAsync(tenant, candidates.Select(c => c.Message.MessageId).ToArray(), [], now, ct);
+            candidates.RemoveAll(c => !marked.Contains(c.Message.MessageId));
         }
         if (candidates.Count == 0) return;
-        if (capped.Count == 0) await MarkSendingAsync(tenant, candidates.Select(c => c.Message.MessageId).ToArray(), [], now, ct);
 
         // 5. Provider throttle: each account's messages get their slots in one round trip; those whose slot
         // would be further away than a short wait are deferred until one comes free.
@@ -307,15 +320,18 @@ public sealed class DeliveryPipeline(
     /// Marks messages as sending (before any provider is called: a crash or timeout after it never
     /// sends twice) and records their cap reservations in the ledger, in one statement.
     /// </summary>
-    private async Task MarkSendingAsync(string tenant, Guid[] sending, Guid[] reserved, DateTimeOffset now, CancellationToken ct)
+    /// <returns>The messages marked: those still waiting. A message cancelled meanwhile, or claimed by another
+    /// worker after this one's lease ran out, is left as it is.</returns>
+    private async Task<HashSet<Guid>> MarkSendingAsync(string tenant, Guid[] sending, Guid[] reserved, DateTimeOffset now, CancellationToken ct)
     {
-        if (sending.Length == 0) return;
+        if (sending.Length == 0) return [];
         await using var conn = await db.OpenConnectionAsync(ct);
-        await conn.ExecuteAsync("""
+        return (await conn.QueryAsync<Guid>("""
             UPDATE messages SET status = 'sending', updated_at = @now,
                 cap_reserved_at = CASE WHEN message_id = ANY(@reserved) THEN @now ELSE cap_reserved_at END
-            WHERE message_id = ANY(@sending) AND tenant_id = @tenant
-            """, new { now = now.UtcDateTime, tenant, sending, reserved });
+            WHERE message_id = ANY(@sending) AND tenant_id = @tenant AND status IN ('accepted', 'deferred')
+            RETURNING message_id
+            """, new { now = now.UtcDateTime, tenant, sending, reserved })).ToHashSet();
     }
 
     private async Task ClearReservationsAsync(string tenant, Guid[] messageIds, CancellationToken ct)

@@ -52,7 +52,9 @@ internal sealed class Outcomes(string tenant, TimeProvider clock)
         var now = clock.GetUtcNow();
         await using var conn = await db.OpenConnectionAsync(ct);
         await using var tx = await conn.BeginTransactionAsync(ct);
-        await conn.ExecuteAsync("""
+        // Only messages not decided elsewhere: one cancelled while this batch ran keeps its cancellation,
+        // and gets no step or event from here.
+        var written = (await conn.QueryAsync<Guid>("""
             UPDATE messages m SET status = o.status, reason = o.reason, rule_id = o.rule_id, not_before = o.not_before,
                 sent_at = CASE WHEN o.status = 'sent' THEN @now END, provider_message_id = coalesce(o.provider_id, m.provider_message_id),
                 segments = coalesce(o.segments, m.segments),
@@ -61,7 +63,24 @@ internal sealed class Outcomes(string tenant, TimeProvider clock)
                 claimed_until = NULL, updated_at = @now
             FROM unnest(@ids, @statuses, @reasons, @ruleIds, @notBefores, @providerIds, @segments, @releases, @attempted)
                 AS o(id, status, reason, rule_id, not_before, provider_id, segments, release, attempted)
-            WHERE m.message_id = o.id AND m.tenant_id = @tenant;
+            WHERE m.message_id = o.id AND m.tenant_id = @tenant AND m.status IN ('accepted', 'deferred', 'sending')
+            RETURNING m.message_id
+            """, new
+        {
+            tenant = Tenant,
+            now = now.UtcDateTime,
+            ids = all.Select(o => o.Message.MessageId).ToArray(),
+            statuses = all.Select(o => o.Status).ToArray(),
+            reasons = all.Select(o => o.Reason).ToArray(),
+            ruleIds = all.Select(o => o.RuleId).ToArray(),
+            notBefores = all.Select(o => o.NotBefore?.UtcDateTime).ToArray(),
+            providerIds = all.Select(o => o.Sent?.ProviderMessageId).ToArray(),
+            segments = all.Select(o => o.Segments).ToArray(),
+            releases = all.Select(o => o.ReleaseCaps).ToArray(),
+            attempted = all.Select(o => o.Attempted).ToArray(),
+        }, tx)).ToHashSet();
+        all = all.Where(o => written.Contains(o.Message.MessageId)).ToList();
+        await conn.ExecuteAsync("""
             INSERT INTO message_events (tenant_id, message_id, status, reason, at)
             SELECT @tenant, id, status, reason, @now FROM unnest(@ids, @statuses, @reasons) AS e(id, status, reason)
             WHERE NOT (status = 'sent' AND reason = '');
@@ -75,13 +94,7 @@ internal sealed class Outcomes(string tenant, TimeProvider clock)
             ids = all.Select(o => o.Message.MessageId).ToArray(),
             statuses = all.Select(o => o.Status).ToArray(),
             reasons = all.Select(o => o.Reason).ToArray(),
-            ruleIds = all.Select(o => o.RuleId).ToArray(),
-            notBefores = all.Select(o => o.NotBefore?.UtcDateTime).ToArray(),
-            providerIds = all.Select(o => o.Sent?.ProviderMessageId).ToArray(),
             receiptIds = all.Select(o => o.IndexProviderId ? o.Sent?.ProviderMessageId : null).ToArray(),
-            segments = all.Select(o => o.Segments).ToArray(),
-            releases = all.Select(o => o.ReleaseCaps).ToArray(),
-            attempted = all.Select(o => o.Attempted).ToArray(),
         }, tx);
 
         var unreachable = all.Where(o => o.Unreachable).ToList();
