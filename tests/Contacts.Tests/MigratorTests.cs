@@ -36,6 +36,21 @@ public sealed class MigratorTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Should_let_replicas_that_start_together_apply_an_index_built_concurrently_once()
+    {
+        // Two replicas migrating at once: the one waiting for the lock must not hold a snapshot the
+        // other's CREATE INDEX CONCURRENTLY would wait for (a deadlock PostgreSQL would break by failing one).
+        var migrators = Enumerable.Range(0, 3)
+            .Select(_ => new Migrator(_db!, [new MigrationSource("test", typeof(MigratorTests).Assembly)], NullLogger<Migrator>.Instance)).ToList();
+        await Task.WhenAll(migrators.Select(m => m.MigrateAsync())).WaitAsync(TimeSpan.FromSeconds(60));
+
+        await using var conn = await _db!.OpenConnectionAsync();
+        Assert.Equal(2, await conn.ExecuteScalarAsync<long>("SELECT count(*) FROM schema_migrations WHERE module = 'test'"));
+        Assert.True(await conn.ExecuteScalarAsync<bool>(
+            "SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relname = 'items_owner'"));
+    }
+
+    [Fact]
     public void Should_split_a_file_into_its_statements_leaving_out_comments()
     {
         var statements = Migrator.Statements("""

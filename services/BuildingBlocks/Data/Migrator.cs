@@ -42,7 +42,11 @@ public sealed class Migrator(NpgsqlDataSource dataSource, IReadOnlyList<Migratio
     public async Task MigrateAsync(CancellationToken ct = default)
     {
         await using var conn = await dataSource.OpenConnectionAsync(ct);
-        await conn.ExecuteAsync("SELECT pg_advisory_lock(@LockKey)", new { LockKey });
+        // Polled, not waited for inside a statement: a replica blocked in pg_advisory_lock would hold a
+        // snapshot, and CREATE INDEX CONCURRENTLY on the replica holding the lock waits for every older
+        // snapshot: a deadlock PostgreSQL resolves by failing one of them.
+        while (!await conn.ExecuteScalarAsync<bool>("SELECT pg_try_advisory_lock(@LockKey)", new { LockKey }))
+            await Task.Delay(TimeSpan.FromMilliseconds(500), ct);
         try
         {
             await conn.ExecuteAsync("""
