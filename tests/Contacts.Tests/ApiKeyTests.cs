@@ -34,6 +34,16 @@ public sealed class ApiKeyTests(ContactsFixture fx)
         Assert.Equal((t, created.Key.KeyId), (identity.TenantId, identity.KeyId));
         Assert.Equal([Scope.ContactsRead], identity.Scopes);
 
+        // One spelling per key: the secret's last character carries 2 unused bits, and flipping one is refused.
+        const string alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        var alias = created.Secret[..^1] + alphabet[alphabet.IndexOf(created.Secret[^1], StringComparison.Ordinal) ^ 1];
+        await Rpc.FailsWith(StatusCode.NotFound, () => fx.Workspaces.AuthenticateApiKeyAsync(new AuthenticateApiKeyRequest { Key = alias }, gateway).ResponseAsync);
+
+        // A key cannot make keys (revoking a leaked admin key must not leave keys it made).
+        var asKey = new CallOptions(new Metadata { { "authorization", "Bearer " + fx.Host.Tokens.Issue(t, [Scope.All], subject: $"api-key:{created.Key.KeyId}") } });
+        await Rpc.FailsWith(StatusCode.PermissionDenied, () => fx.Workspaces.CreateApiKeyAsync(
+            new CreateApiKeyRequest { Name = "child", Scopes = { Scope.ContactsRead } }, asKey).ResponseAsync);
+
         // A wrong secret for a real key id, and a revoked key, are both unknown.
         var wrong = created.Secret[..^4] + (created.Secret.EndsWith("AAAA", StringComparison.Ordinal) ? "BBBB" : "AAAA");
         await Rpc.FailsWith(StatusCode.NotFound, () => fx.Workspaces.AuthenticateApiKeyAsync(new AuthenticateApiKeyRequest { Key = wrong }, gateway).ResponseAsync);

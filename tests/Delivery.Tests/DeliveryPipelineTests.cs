@@ -159,6 +159,7 @@ public sealed class DeliveryPipelineTests(DeliveryFixture fx)
             }, fx.As(t));
             Assert.Equal([waiting.MessageId], cancel.Cancelled);
             Assert.Equal([sent.MessageId], cancel.NotCancelled); // it had gone out
+            Assert.False(cancel.More);
 
             var withdrawn = await fx.Client.GetMessageAsync(new GetMessageRequest { MessageId = waiting.MessageId }, fx.As(t));
             Assert.Equal(MessageStatus.Suppressed, withdrawn.Status);

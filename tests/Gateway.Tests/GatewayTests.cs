@@ -146,16 +146,17 @@ public sealed class GatewayTests : IAsyncLifetime
     {
         var (_, key) = await CreateKeyAsync("gw-upload", Scope.ContactsRead, Scope.ContactsWrite);
         using var rest = Rest(key);
-        const string mapping = """
-            {"fileName": "orders.csv", "transactions": {"orderId": "order", "customerId": "customer", "occurredAt": "when",
+        // Korean column names: the header carries the mapping percent-encoded (HTTP headers are ASCII).
+        var mapping = Uri.EscapeDataString("""
+            {"fileName": "주문.csv", "transactions": {"orderId": "주문번호", "customerId": "고객", "occurredAt": "when",
              "sku": "sku", "quantity": "qty", "unitPrice": "price", "fixedCurrency": "KRW"}}
-            """;
-        var csv = "order,customer,when,sku,qty,price\n"
+            """);
+        var csv = "주문번호,고객,when,sku,qty,price\n"
             + "A-1,c-1,2026-11-20T10:00:00+09:00,TEA,2,12900\n"
             + "A-1,c-1,2026-11-20T10:00:00+09:00,CUP,1,8000\n"
             + "A-2,c-2,yesterday,TEA,1,12900\n";
-        using var upload = new HttpRequestMessage(HttpMethod.Post, "/v1/imports/transactions") { Content = new StringContent(csv, System.Text.Encoding.UTF8, "text/csv") };
-        upload.Headers.Add("crm-import-header", mapping.ReplaceLineEndings(" "));
+        using var upload = new HttpRequestMessage(HttpMethod.Post, "/v1/imports/Transactions") { Content = new StringContent(csv, System.Text.Encoding.UTF8, "text/csv") };
+        upload.Headers.Add("crm-import-header", mapping);
         var response = await rest.SendAsync(upload);
         var body = await response.Content.ReadAsStringAsync();
         Assert.True(response.IsSuccessStatusCode, body);
@@ -176,7 +177,7 @@ public sealed class GatewayTests : IAsyncLifetime
         var (_, reader) = await CreateKeyAsync("gw-upload", Scope.ContactsRead);
         using var readOnly = Rest(reader);
         using var refused = new HttpRequestMessage(HttpMethod.Post, "/v1/imports/transactions") { Content = new StringContent(csv) };
-        refused.Headers.Add("crm-import-header", mapping.ReplaceLineEndings(" "));
+        refused.Headers.Add("crm-import-header", mapping);
         Assert.Equal(HttpStatusCode.Forbidden, (await readOnly.SendAsync(refused)).StatusCode);
     }
 }

@@ -22,8 +22,7 @@ public sealed class ApiKeyMiddleware(RequestDelegate next, ApiKeyExchange exchan
             {
                 // Contacts could not answer: the caller may retry; nothing is remembered about the key.
                 logger.LogWarning(e, "Could not resolve an API key with Contacts ({Status})", e.StatusCode);
-                context.Response.Headers.RetryAfter = "1";
-                await RefuseAsync(context, StatusCodes.Status503ServiceUnavailable, 14, "The API key cannot be checked right now; retry shortly.");
+                await UnavailableAsync(context);
                 return;
             }
             if (resolved is null)
@@ -31,7 +30,18 @@ public sealed class ApiKeyMiddleware(RequestDelegate next, ApiKeyExchange exchan
                 await RefuseAsync(context, StatusCodes.Status401Unauthorized, 16, "The API key is unknown or revoked.");
                 return;
             }
-            var wait = await limits.TryTakeAsync(resolved.KeyId);
+            TimeSpan wait;
+            try
+            {
+                wait = await limits.TryTakeAsync(resolved.KeyId);
+            }
+            catch (StackExchange.Redis.RedisException e)
+            {
+                // The key's rate cannot be checked: refused rather than let through unmetered.
+                logger.LogWarning(e, "Could not check an API key's rate in Redis");
+                await UnavailableAsync(context);
+                return;
+            }
             if (wait > TimeSpan.Zero)
             {
                 var seconds = (int)Math.Ceiling(wait.TotalSeconds);
@@ -42,6 +52,12 @@ public sealed class ApiKeyMiddleware(RequestDelegate next, ApiKeyExchange exchan
             context.Request.Headers.Authorization = bearer + resolved.Token;
         }
         await next(context);
+    }
+
+    private static Task UnavailableAsync(HttpContext context)
+    {
+        context.Response.Headers.RetryAfter = "1";
+        return RefuseAsync(context, StatusCodes.Status503ServiceUnavailable, 14, "The API key cannot be checked right now; retry shortly.");
     }
 
     /// <summary>gRPC callers get a trailers-only gRPC status; REST callers an HTTP status with a google.rpc.Status-like body.</summary>

@@ -27,7 +27,9 @@ public static class ImportUpload
 
     public static async Task HandleAsync(HttpContext http, string kind, ContactsChannel contacts)
     {
-        var json = http.Request.Headers[HeaderName].ToString();
+        // The header is the JSON itself, percent-encoded when it holds non-ASCII text (Korean column
+        // names): HTTP headers are ASCII.
+        var json = Uri.UnescapeDataString(http.Request.Headers[HeaderName].ToString());
         if (json.Length == 0)
         {
             await WriteStatusAsync(http, BadHeader("is required: the file's ImportHeader as JSON (file name, column mapping)"));
@@ -44,11 +46,14 @@ public static class ImportUpload
             return;
         }
         if (header.FileName.Length == 0) header.FileName = "upload.csv";
+        // A file may be any size: it is streamed, never held.
+        if (http.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } limit)
+            limit.MaxRequestBodySize = null;
 
         var client = new ContactsService.ContactsServiceClient(contacts.Channel);
         var metadata = new Metadata();
         if (http.Request.Headers.Authorization.ToString() is { Length: > 0 } auth) metadata.Add("authorization", auth);
-        using var call = kind == "contacts"
+        using var call = string.Equals(kind, "contacts", StringComparison.OrdinalIgnoreCase)
             ? client.ImportContacts(metadata, cancellationToken: http.RequestAborted)
             : client.ImportTransactions(metadata, cancellationToken: http.RequestAborted);
         try

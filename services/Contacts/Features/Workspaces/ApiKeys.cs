@@ -24,6 +24,9 @@ public sealed class ApiKeys(NpgsqlDataSource db)
 
     public async Task<CreateApiKeyResponse> CreateAsync(CallerIdentity creator, CreateApiKeyRequest request, CancellationToken ct)
     {
+        // A key cannot make keys: revoking a leaked admin key must not leave keys it made behind.
+        if (creator.Subject.StartsWith("api-key:", StringComparison.Ordinal))
+            throw new RpcException(new Status(StatusCode.PermissionDenied, "An API key cannot create API keys; use a workspace admin's identity token."));
         var v = new Validation();
         if (request.Name.Trim().Length is 0 or > 100) v.Add("name", "is required (1 to 100 characters)");
         if (request.Scopes.Count == 0) v.Add("scopes", "name at least one scope");
@@ -72,7 +75,8 @@ public sealed class ApiKeys(NpgsqlDataSource db)
     {
         if (!key.StartsWith(Prefix, StringComparison.Ordinal) || key.Length < Prefix.Length + 34 || key[Prefix.Length + 32] != '_'
             || !Guid.TryParseExact(key.AsSpan(Prefix.Length, 32), "N", out var keyId)
-            || FromBase64Url(key[(Prefix.Length + 33)..]) is not { Length: 32 } secret)
+            || FromBase64Url(key[(Prefix.Length + 33)..]) is not { Length: 32 } secret
+            || Base64Url(secret) != key[(Prefix.Length + 33)..]) // one spelling per key: no padding, whitespace or stray bits
             return null;
         await using var conn = await db.OpenConnectionAsync(ct);
         var row = await conn.QuerySingleOrDefaultAsync<(string TenantId, string[] Scopes, byte[] SecretHash)>(

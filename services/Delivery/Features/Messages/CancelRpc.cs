@@ -15,6 +15,8 @@ public sealed partial class DeliveryGrpcService
     /// transaction: suppressed with the reason, a step on each timeline, MessagesSuppressed in the
     /// outbox. A message a worker holds is left alone: it may be at the provider already.
     /// </summary>
+    private const int MaxCancelled = 10_000;
+
     public override async Task<CancelMessagesResponse> CancelMessages(CancelMessagesRequest request, ServerCallContext context)
     {
         var caller = context.Caller(Scope.DeliverySend);
@@ -39,11 +41,17 @@ public sealed partial class DeliveryGrpcService
         var cancelled = (await conn.QueryAsync<CancelledRow>("""
             UPDATE messages SET status = 'suppressed', reason = @reason, rule_id = NULL, not_before = NULL,
                 cap_reserved_at = NULL, claimed_until = NULL, updated_at = @now
-            WHERE tenant_id = @tenant AND status IN ('accepted', 'deferred')
-              AND (claimed_until IS NULL OR claimed_until < @now)
-              AND (message_id = ANY(@ids) OR (@campaignId <> '' AND campaign_id = @campaignId))
+            WHERE (tenant_id, message_id) IN (
+                SELECT tenant_id, message_id FROM messages
+                WHERE tenant_id = @tenant AND status IN ('accepted', 'deferred')
+                  AND (claimed_until IS NULL OR claimed_until < @now)
+                  AND (message_id = ANY(@ids) OR (@campaignId <> '' AND campaign_id = @campaignId))
+                LIMIT @limit
+                FOR UPDATE SKIP LOCKED)
             RETURNING message_id, contact_id, channel, campaign_id
-            """, new { tenant, reason, now = now.UtcDateTime, ids = ids.ToArray(), campaignId = request.CampaignId }, tx)).AsList();
+            """, new { tenant, reason, now = now.UtcDateTime, ids = ids.ToArray(), campaignId = request.CampaignId, limit = MaxCancelled }, tx)).AsList();
+        // A full page may have left more behind (an exact 10,000 costs the caller one empty call).
+        var more = cancelled.Count == MaxCancelled;
         if (cancelled.Count > 0)
         {
             await conn.ExecuteAsync("""
@@ -56,7 +64,7 @@ public sealed partial class DeliveryGrpcService
         await tx.CommitAsync(ct);
 
         var done = cancelled.Select(c => c.MessageId).ToHashSet();
-        var response = new CancelMessagesResponse();
+        var response = new CancelMessagesResponse { More = more };
         response.Cancelled.AddRange(done.Select(id => id.ToString()));
         response.NotCancelled.AddRange(ids.Where(id => !done.Contains(id)).Distinct().Select(id => id.ToString()));
         return response;
