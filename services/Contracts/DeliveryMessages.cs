@@ -25,7 +25,8 @@ public sealed record DeliveryRequest(
     DateTimeOffset? ExpiresAt = null,
     string? QuietStart = null,
     string? QuietEnd = null,
-    string? ProviderAccountId = null);
+    string? ProviderAccountId = null,
+    DateTimeOffset? SendAt = null);
 
 public sealed record MessageSent(
     string TenantId, Guid MessageId, Guid ContactId, string Channel, string? CampaignId,

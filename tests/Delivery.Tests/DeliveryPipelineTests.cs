@@ -133,6 +133,49 @@ public sealed class DeliveryPipelineTests(DeliveryFixture fx)
     }
 
     [Fact]
+    public async Task Should_hold_a_scheduled_message_until_its_time_and_then_send_it()
+    {
+        var t = await fx.NewWorkspaceAsync();
+        var c = await fx.NewContactAsync(t, phone: "+821088880001", consents: [SmsMarketingIn, SmsNightIn]);
+        var start = new DateTimeOffset(2026, 11, 23, 14, 0, 0, TimeSpan.FromHours(9));
+        fx.Clock.Set(start);
+        try
+        {
+            var request = Sms(c, "reminder-1", Purpose.Transactional, "[데모상점] 내일 오전 10시 예약을 잊지 마세요.");
+            request.SendAt = Timestamp.FromDateTimeOffset(start.AddHours(2));
+            var m = await fx.Client.SendMessageAsync(request, fx.As(t));
+            Assert.Equal((MessageStatus.Deferred, "scheduled"), (m.Status, m.Reason));
+            Assert.Equal(start.AddHours(2), m.NotBefore.ToDateTimeOffset());
+
+            fx.Clock.Set(start.AddHours(2).AddSeconds(-30));
+            await Task.Delay(400);
+            Assert.DoesNotContain(fx.Twilio.Requests, r => r.To == "+821088880001");
+
+            fx.Clock.Set(start.AddHours(2).AddSeconds(1));
+            await Eventually(() => fx.Twilio.Messages.Any(r => r.To == "+821088880001"));
+            Message sent;
+            var deadline = DateTime.UtcNow.AddSeconds(10);
+            do
+            {
+                sent = await fx.Client.GetMessageAsync(new GetMessageRequest { MessageId = m.MessageId }, fx.As(t));
+            } while (sent.Status != MessageStatus.Sent && DateTime.UtcNow < deadline && await Task.Delay(50).ContinueWith(_ => true));
+            Assert.Equal([MessageStatus.Accepted, MessageStatus.Deferred, MessageStatus.Sent], sent.Timeline.Select(s => s.Status));
+            Assert.Equal("scheduled", sent.Timeline[1].Reason);
+
+            // A schedule after the message's own expiry could never be kept.
+            var impossible = Sms(c, "reminder-2", Purpose.Transactional);
+            impossible.SendAt = Timestamp.FromDateTimeOffset(start.AddDays(2));
+            impossible.ExpiresAt = Timestamp.FromDateTimeOffset(start.AddDays(1));
+            var ex = await Assert.ThrowsAsync<Grpc.Core.RpcException>(() => fx.Client.SendMessageAsync(impossible, fx.As(t)).ResponseAsync);
+            Assert.Equal("send_at", Assert.Single(Grpc.Core.RpcExceptionExtensions.GetRpcStatus(ex)!.GetDetail<Google.Rpc.BadRequest>()!.FieldViolations).Field);
+        }
+        finally
+        {
+            fx.Clock.Set(DateTimeOffset.UtcNow);
+        }
+    }
+
+    [Fact]
     public async Task Should_withdraw_a_campaigns_waiting_messages_and_never_send_them()
     {
         var t = await fx.NewWorkspaceAsync();

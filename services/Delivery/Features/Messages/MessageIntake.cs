@@ -25,6 +25,11 @@ public sealed class MessageIntake(NpgsqlDataSource db, IConnectionMultiplexer re
         if (r.OnCap is not ("suppress" or "defer")) v.Add($"{path}on_cap", "must be suppress or defer");
         if ((r.QuietStart is not null || r.QuietEnd is not null) && !Pipeline.SendingWindow.TryParseWindow(r.QuietStart, r.QuietEnd, out _))
             v.Add($"{path}quiet_start", "quiet_start and quiet_end must both be HH:mm");
+        if (r.SendAt is { } sendAt)
+        {
+            if (sendAt > DateTimeOffset.UtcNow.AddDays(366)) v.Add($"{path}send_at", "is more than a year ahead");
+            if (r.ExpiresAt is { } expires && expires <= sendAt) v.Add($"{path}send_at", "is not before expires_at: the message would expire unsent");
+        }
     }
 
     /// <summary>
@@ -33,8 +38,9 @@ public sealed class MessageIntake(NpgsqlDataSource db, IConnectionMultiplexer re
     /// row is the truth when Redis does not know. One round trip to each for the whole batch. New
     /// messages are inserted already claimed by this worker, so they go straight into the pipeline.
     /// </summary>
-    /// <returns>The new messages (claimed), and the ids of repeats of keys accepted before (by key).</returns>
-    public async Task<(IReadOnlyList<MessageRow> Claimed, IReadOnlyDictionary<string, Guid> Repeats)> AcceptManyAsync(
+    /// <returns>The new messages (claimed, for the pipeline now), the new scheduled ones (deferred to their
+    /// send_at, for the deferred poller), and the ids of repeats of keys accepted before (by key).</returns>
+    public async Task<(IReadOnlyList<MessageRow> Claimed, IReadOnlyList<MessageRow> Scheduled, IReadOnlyDictionary<string, Guid> Repeats)> AcceptManyAsync(
         string tenant, IReadOnlyList<DeliveryRequest> requests, TimeSpan lease, CancellationToken ct)
     {
         var ids = requests.Select(_ => Guid.CreateVersion7()).ToArray();
@@ -52,14 +58,17 @@ public sealed class MessageIntake(NpgsqlDataSource db, IConnectionMultiplexer re
             return (await conn.QueryAsync<MessageRow>($"""
                 INSERT INTO messages (tenant_id, message_id, idempotency_key, contact_id, channel, purpose, campaign_id, category,
                     subject, text_body, html_body, on_cap, ignore_caps, expires_at, quiet_start, quiet_end, provider_account_id,
-                    status, reason, claimed_until, created_at, updated_at)
+                    status, reason, claimed_until, created_at, updated_at, not_before)
                 SELECT @tenant, r.id, r.key, r.contact_id, r.channel, r.purpose, r.campaign_id, r.category,
                     r.subject, r.text_body, r.html_body, r.on_cap, r.ignore_caps, r.expires_at, r.quiet_start, r.quiet_end, r.account,
-                    'accepted', '', @until, @now, @now
+                    CASE WHEN r.send_at > @now THEN 'deferred' ELSE 'accepted' END,
+                    CASE WHEN r.send_at > @now THEN 'scheduled' ELSE '' END,
+                    CASE WHEN r.send_at > @now THEN NULL ELSE @until END, @now, @now,
+                    CASE WHEN r.send_at > @now THEN r.send_at END
                 FROM unnest(@ids, @keys, @contactIds, @channels, @purposes, @campaignIds, @categories, @subjects, @textBodies, @htmlBodies,
-                            @onCaps, @ignoreCaps, @expiresAts, @quietStarts, @quietEnds, @accounts)
+                            @onCaps, @ignoreCaps, @expiresAts, @quietStarts, @quietEnds, @accounts, @sendAts)
                      AS r(id, key, contact_id, channel, purpose, campaign_id, category, subject, text_body, html_body, on_cap, ignore_caps,
-                          expires_at, quiet_start, quiet_end, account)
+                          expires_at, quiet_start, quiet_end, account, send_at)
                 ON CONFLICT (tenant_id, idempotency_key) DO NOTHING
                 RETURNING {MessageRow.Columns}
                 """, new
@@ -71,11 +80,12 @@ public sealed class MessageIntake(NpgsqlDataSource db, IConnectionMultiplexer re
                 textBodies = Col(r => r.TextBody), htmlBodies = Col(r => r.HtmlBody), onCaps = Col(r => r.OnCap), ignoreCaps = Col(r => r.IgnoreCaps),
                 expiresAts = Col(r => r.ExpiresAt?.UtcDateTime),
                 quietStarts = Col(r => r.QuietStart), quietEnds = Col(r => r.QuietEnd), accounts = Col(r => r.ProviderAccountId),
+                sendAts = Col(r => r.SendAt?.UtcDateTime),
             })).AsList();
         }
 
         var claimed = await InsertClaimedAsync(fresh);
-        if (claimed.Count == requests.Count) return (claimed, new Dictionary<string, Guid>());
+        if (claimed.Count == requests.Count) return await SplitScheduledAsync(conn, tenant, claimed, new Dictionary<string, Guid>(), ct);
         // Keys Redis or the unique row had seen: their messages, wherever they are in the pipeline.
         var mine = claimed.Select(m => m.IdempotencyKey).ToHashSet(StringComparer.Ordinal);
         var repeats = await conn.QueryAsync<(string Key, Guid MessageId)>(
@@ -87,6 +97,19 @@ public sealed class MessageIntake(NpgsqlDataSource db, IConnectionMultiplexer re
         var lost = Enumerable.Range(0, requests.Count)
             .Where(i => !mine.Contains(requests[i].IdempotencyKey) && !known.ContainsKey(requests[i].IdempotencyKey)).ToList();
         claimed.AddRange(await InsertClaimedAsync(lost));
-        return (claimed, known);
+        return await SplitScheduledAsync(conn, tenant, claimed, known, ct);
+    }
+
+    /// <summary>Scheduled messages (inserted deferred to their send_at) wait for the deferred poller, with a step on their timeline.</summary>
+    private static async Task<(IReadOnlyList<MessageRow>, IReadOnlyList<MessageRow>, IReadOnlyDictionary<string, Guid>)> SplitScheduledAsync(
+        NpgsqlConnection conn, string tenant, List<MessageRow> inserted, IReadOnlyDictionary<string, Guid> repeats, CancellationToken ct)
+    {
+        var scheduled = inserted.Where(m => m.Status == "deferred").ToList();
+        if (scheduled.Count == 0) return (inserted, [], repeats);
+        await conn.ExecuteAsync(new CommandDefinition("""
+            INSERT INTO message_events (tenant_id, message_id, status, reason, at)
+            SELECT @tenant, id, 'deferred', 'scheduled', created_at FROM unnest(@ids, @createdAts) AS e(id, created_at)
+            """, new { tenant, ids = scheduled.Select(m => m.MessageId).ToArray(), createdAts = scheduled.Select(m => m.CreatedAt).ToArray() }, cancellationToken: ct));
+        return ([.. inserted.Where(m => m.Status != "deferred")], scheduled, repeats);
     }
 }

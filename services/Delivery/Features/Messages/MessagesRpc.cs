@@ -93,10 +93,10 @@ public sealed partial class DeliveryGrpcService
     /// <summary>Accepts the messages and runs them through the pipeline (as one batch) before answering.</summary>
     private async Task<IReadOnlyList<Message>> SendAsync(string tenant, IReadOnlyList<DeliveryRequest> requests, CancellationToken ct)
     {
-        var (claimed, repeats) = await _intake.AcceptManyAsync(tenant, requests, Pipeline.DeliveryPipeline.Lease, ct);
+        var (claimed, scheduled, repeats) = await _intake.AcceptManyAsync(tenant, requests, Pipeline.DeliveryPipeline.Lease, ct);
         await _pipeline.ProcessClaimedAsync(claimed, ct);
         if (repeats.Count > 0) await _pipeline.ProcessAsync(tenant, [.. repeats.Values], ct);
-        var ids = claimed.ToDictionary(m => m.IdempotencyKey, m => m.MessageId, StringComparer.Ordinal);
+        var ids = claimed.Concat(scheduled).ToDictionary(m => m.IdempotencyKey, m => m.MessageId, StringComparer.Ordinal);
         foreach (var (key, id) in repeats) ids[key] = id;
         var messages = new List<Message>(requests.Count);
         foreach (var r in requests) messages.Add((await LoadAsync(tenant, ids[r.IdempotencyKey], ct))!);
@@ -113,7 +113,7 @@ public sealed partial class DeliveryGrpcService
             m.Purpose switch { V1.Purpose.Marketing => "marketing", V1.Purpose.Transactional => "transactional", _ => "" },
             NullIfEmpty(m.CampaignId), NullIfEmpty(m.Category), NullIfEmpty(m.Subject), NullIfEmpty(m.TextBody), NullIfEmpty(m.HtmlBody),
             m.IgnoreCaps, m.OnCap == CapAction.Defer ? "defer" : "suppress", m.ExpiresAt?.ToDateTimeOffset(),
-            NullIfEmpty(m.QuietStart), NullIfEmpty(m.QuietEnd), NullIfEmpty(m.ProviderAccountId));
+            NullIfEmpty(m.QuietStart), NullIfEmpty(m.QuietEnd), NullIfEmpty(m.ProviderAccountId), m.SendAt?.ToDateTimeOffset());
         MessageIntake.Validate(r, path, v);
         return r;
     }
