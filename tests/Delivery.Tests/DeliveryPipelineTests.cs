@@ -118,12 +118,7 @@ public sealed class DeliveryPipelineTests(DeliveryFixture fx)
             fx.Clock.Set(new DateTimeOffset(2026, 11, 24, 8, 0, 1, TimeSpan.FromHours(9)));
             await Eventually(() => fx.Twilio.Messages.Any(r => r.To == "+821055556666"));
             // The provider has it; the outcome is written right after the answer.
-            Message released;
-            var deadline = DateTime.UtcNow.AddSeconds(10);
-            do
-            {
-                released = await fx.Client.GetMessageAsync(new GetMessageRequest { MessageId = m.MessageId }, fx.As(t));
-            } while (released.Status != MessageStatus.Sent && DateTime.UtcNow < deadline && await Task.Delay(50).ContinueWith(_ => true));
+            var released = await WhenSentAsync(t, m.MessageId);
             Assert.Equal([MessageStatus.Accepted, MessageStatus.Deferred, MessageStatus.Sent], released.Timeline.Select(s => s.Status));
         }
         finally
@@ -153,12 +148,7 @@ public sealed class DeliveryPipelineTests(DeliveryFixture fx)
 
             fx.Clock.Set(start.AddHours(2).AddSeconds(1));
             await Eventually(() => fx.Twilio.Messages.Any(r => r.To == "+821088880001"));
-            Message sent;
-            var deadline = DateTime.UtcNow.AddSeconds(10);
-            do
-            {
-                sent = await fx.Client.GetMessageAsync(new GetMessageRequest { MessageId = m.MessageId }, fx.As(t));
-            } while (sent.Status != MessageStatus.Sent && DateTime.UtcNow < deadline && await Task.Delay(50).ContinueWith(_ => true));
+            var sent = await WhenSentAsync(t, m.MessageId);
             Assert.Equal([MessageStatus.Accepted, MessageStatus.Deferred, MessageStatus.Sent], sent.Timeline.Select(s => s.Status));
             Assert.Equal("scheduled", sent.Timeline[1].Reason);
 
@@ -370,6 +360,18 @@ public sealed class DeliveryPipelineTests(DeliveryFixture fx)
             Assert.True(arrivals[i].SinceStart - arrivals[i - 1].SinceStart >= TimeSpan.FromSeconds(1),
                 $"two messages {(arrivals[i].SinceStart - arrivals[i - 1].SinceStart).TotalMilliseconds:F0} ms apart: {trace}");
         Assert.All(results, r => Assert.NotEqual(MessageStatus.Failed, r.Status));
+    }
+
+    /// <summary>The message once its outcome is written (right after the provider's answer), or as it is after 10 s.</summary>
+    private async Task<Message> WhenSentAsync(string tenant, string messageId)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        while (true)
+        {
+            var m = await fx.Client.GetMessageAsync(new GetMessageRequest { MessageId = messageId }, fx.As(tenant));
+            if (m.Status == MessageStatus.Sent || DateTime.UtcNow > deadline) return m;
+            await Task.Delay(50);
+        }
     }
 
     internal static async Task Eventually(Func<bool> condition, int seconds = 10)
