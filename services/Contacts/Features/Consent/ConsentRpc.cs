@@ -12,11 +12,7 @@ namespace Crm.Contacts.Features;
 
 public sealed partial class ContactsGrpcService
 {
-    /// <summary>
-    /// Appends to the consent history (the legal proof, never rewritten) and moves the current state.
-    /// A change dated before the current state (a late webhook, an old import) is kept in the history
-    /// but does not override the newer decision.
-    /// </summary>
+    /// <summary>Records a consent decision (see <see cref="Consent.ConsentLedger"/>).</summary>
     public override async Task<SetConsentResponse> SetConsent(SetConsentRequest request, ServerCallContext context)
     {
         var caller = context.Caller(Scope.ContactsWrite);
@@ -35,53 +31,9 @@ public sealed partial class ContactsGrpcService
         await using var conn = await _db.OpenConnectionAsync(ct);
         await using var tx = await conn.BeginTransactionAsync(ct);
         var contactId = await ResolveAsync(conn, tx, tenant, request.Contact, "contact");
-        var p = new
-        {
-            tenant,
-            contactId,
-            channel = Words.Of(request.Channel),
-            purpose = Words.Of(request.Purpose),
-            status = Words.Of(request.Status),
-            source = Words.Of(request.Source),
-            evidence = request.Evidence,
-            occurredAt,
-        };
-        await conn.ExecuteAsync("""
-            INSERT INTO consent_history (tenant_id, contact_id, channel, purpose, status, source, evidence, occurred_at)
-            VALUES (@tenant, @contactId, @channel, @purpose, @status, @source, @evidence, @occurredAt)
-            """, p, tx);
-        var current = await conn.QuerySingleOrDefaultAsync<ConsentRow>("""
-            SELECT channel, purpose, status, source, changed_at, consented_at FROM consents
-            WHERE tenant_id = @tenant AND contact_id = @contactId AND channel = @channel AND purpose = @purpose
-            FOR UPDATE
-            """, p, tx);
-
-        var changed = current is null || (current.Status != p.status && current.ChangedAt <= occurredAt);
-        if (changed)
-        {
-            current = await conn.QuerySingleAsync<ConsentRow>("""
-                INSERT INTO consents (tenant_id, contact_id, channel, purpose, status, source, changed_at, consented_at)
-                VALUES (@tenant, @contactId, @channel, @purpose, @status, @source, @occurredAt,
-                        CASE WHEN @status = 'opted_in' THEN @occurredAt END)
-                ON CONFLICT (tenant_id, contact_id, channel, purpose) DO UPDATE SET
-                    status = excluded.status, source = excluded.source, changed_at = excluded.changed_at,
-                    consented_at = excluded.consented_at
-                RETURNING channel, purpose, status, source, changed_at, consented_at
-                """, p, tx);
-            await Outbox.EnqueueAsync(conn, tx, new ConsentChanged(
-                tenant, contactId, p.channel, p.purpose, p.status, p.source,
-                new DateTimeOffset(occurredAt, TimeSpan.Zero),
-                current.ConsentedAt is { } at ? new DateTimeOffset(at, TimeSpan.Zero) : null));
-        }
-        else if (current!.Status == p.status && p.status == "opted_in" && current.ChangedAt <= occurredAt)
-        {
-            // A repeated opt-in is a re-confirmation: the two-year clock starts again.
-            current = await conn.QuerySingleAsync<ConsentRow>("""
-                UPDATE consents SET consented_at = @occurredAt, source = @source
-                WHERE tenant_id = @tenant AND contact_id = @contactId AND channel = @channel AND purpose = @purpose
-                RETURNING channel, purpose, status, source, changed_at, consented_at
-                """, p, tx);
-        }
+        var (current, changed) = await Consent.ConsentLedger.RecordAsync(conn, tx, tenant, new Consent.ConsentLedger.Decision(
+            contactId, Words.Of(request.Channel), Words.Of(request.Purpose), Words.Of(request.Status), Words.Of(request.Source),
+            request.Evidence, occurredAt));
         await tx.CommitAsync(ct);
         return new SetConsentResponse { Consent = current.ToProto(), Changed = changed };
     }
