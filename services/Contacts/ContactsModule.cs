@@ -25,7 +25,10 @@ public static class ContactsModule
         services.AddPostgres(builder.Configuration, new MigrationSource("contacts", typeof(ContactsModule).Assembly));
         services.AddMigrationsOnStart(); // before anything that touches the tables, such as the outbox relay
         services.AddCrmMessaging(builder.Configuration, bus =>
-            bus.AddConsumer<Features.Channels.ChannelUnreachableConsumer, Features.Channels.ChannelUnreachableConsumerDefinition>());
+        {
+            bus.AddConsumer<Features.Channels.ChannelUnreachableConsumer, Features.Channels.ChannelUnreachableConsumerDefinition>();
+            bus.AddConsumer<Features.Consent.SmsReplyConsumer, Features.Consent.SmsReplyConsumerDefinition>();
+        });
         services.AddCrmGrpc(builder.Configuration);
         services.AddSingleton<Workspaces>();
         services.AddSingleton<Features.Workspaces.ApiKeys>();

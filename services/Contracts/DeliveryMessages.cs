@@ -52,3 +52,10 @@ public sealed record MessagesFailed(string TenantId, IReadOnlyList<MessageFailed
 /// <summary>A provider said the address cannot take messages (Twilio 21610 unsubscribed, 21211 invalid, SMTP 550).</summary>
 public sealed record ChannelUnreachable(
     string TenantId, Guid ContactId, string Channel, string Reason, DateTimeOffset OccurredAt);
+
+/// <summary>
+/// An SMS a customer sent back to a sender of the workspace, as the provider reported it. OptOut when
+/// it is an opt-out keyword (STOP, 수신거부, ...): Contacts records the opt-out of marketing SMS with the
+/// message as evidence.
+/// </summary>
+public sealed record SmsReplyReceived(string TenantId, string From, string To, string Body, string ProviderMessageId, bool OptOut, DateTimeOffset ReceivedAt);

@@ -66,6 +66,7 @@ public static class DeliveryModule
         app.MapServiceDefaults();
         app.MapGrpcService<DeliveryGrpcService>();
         app.MapTwilioStatusCallbacks();
+        app.MapTwilioIncomingMessages();
         return app;
     }
 }

@@ -1,7 +1,6 @@
 using Crm.Contacts.Tests.Infrastructure;
 using Crm.Contacts.V1;
 using Crm.Contracts.Delivery;
-using MassTransit;
 
 namespace Crm.Contacts.Tests;
 
@@ -15,18 +14,12 @@ public sealed class ChannelUnreachableTests(ContactsFixture fx)
         var t = ContactsFixture.NewTenant();
         var contact = (await fx.Client.UpsertContactAsync(new UpsertContactRequest { ExternalId = "stopper", Phone = "010-1234-5678" }, fx.As(t))).Contact;
 
-        var bus = Bus.Factory.CreateUsingRabbitMq(cfg => cfg.Host(new Uri(fx.RabbitMqUri)));
-        await bus.StartAsync();
-        try
+        var report = new ChannelUnreachable(t, Guid.Parse(contact.Id), "sms", "Twilio 21610: Attempt to send to unsubscribed recipient", DateTimeOffset.UtcNow);
+        await fx.PublishAsync(async bus =>
         {
-            var report = new ChannelUnreachable(t, Guid.Parse(contact.Id), "sms", "Twilio 21610: Attempt to send to unsubscribed recipient", DateTimeOffset.UtcNow);
             await bus.Publish(report);
             await bus.Publish(report); // redelivered: changes nothing more
-        }
-        finally
-        {
-            await bus.StopAsync();
-        }
+        });
 
         Contact got;
         var deadline = DateTime.UtcNow.AddSeconds(20);

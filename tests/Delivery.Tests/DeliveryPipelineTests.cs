@@ -73,6 +73,41 @@ public sealed class DeliveryPipelineTests(DeliveryFixture fx)
     }
 
     [Fact]
+    public async Task Should_announce_a_signed_stop_reply_as_an_opt_out_and_refuse_an_unsigned_one()
+    {
+        var t = await fx.NewWorkspaceAsync();
+        var url = Crm.Delivery.Features.Receipts.TwilioIncomingMessages.UrlFor(fx.Host.HttpAddress.ToString(), t, "twilio-main");
+        var form = new Dictionary<string, string> { ["MessageSid"] = "SM" + Guid.NewGuid().ToString("N"), ["From"] = "+821012120000", ["To"] = "+15005550006", ["Body"] = " 수신거부 " };
+        using var http = new HttpClient();
+        using var signed = new HttpRequestMessage(HttpMethod.Post, url) { Content = new FormUrlEncodedContent(form) };
+        signed.Headers.Add(Crm.Delivery.Channels.Sms.TwilioSignature.HeaderName,
+            Crm.Delivery.Channels.Sms.TwilioSignature.Compute(url, form, fx.Twilio.AuthToken));
+        var answer = await http.SendAsync(signed);
+        Assert.Equal(System.Net.HttpStatusCode.OK, answer.StatusCode);
+        Assert.Contains("<Response></Response>", await answer.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+
+        await using var conn = new NpgsqlConnection(fx.ConnectionString);
+        var payload = await conn.QuerySingleAsync<string>(
+            "SELECT payload FROM outbox_messages WHERE message_type LIKE 'Crm.Contracts.Delivery.SmsReplyReceived%' AND payload::json->>'tenantId' = @t", new { t });
+        var reply = System.Text.Json.JsonSerializer.Deserialize<SmsReplyReceived>(payload, Crm.BuildingBlocks.Outbox.Outbox.Json)!;
+        Assert.Equal(("+821012120000", true, form["MessageSid"]), (reply.From, reply.OptOut, reply.ProviderMessageId));
+
+        var forged = await http.PostAsync(url, new FormUrlEncodedContent(form));
+        Assert.Equal(System.Net.HttpStatusCode.Forbidden, forged.StatusCode);
+    }
+
+    [Theory]
+    [InlineData("STOP", true)]
+    [InlineData(" stop. ", true)]
+    [InlineData("수신거부", true)]
+    [InlineData("수신 거부!", true)]
+    [InlineData("해지", true)]
+    [InlineData("please stop sending", false)]
+    [InlineData("감사합니다", false)]
+    public void Should_know_an_opt_out_keyword_only_when_it_is_the_whole_reply(string body, bool optOut) =>
+        Assert.Equal(optOut, Crm.Delivery.Features.Receipts.OptOutKeywords.IsOptOut(body));
+
+    [Fact]
     public async Task Should_suppress_without_consent_and_say_why()
     {
         var t = await fx.NewWorkspaceAsync();

@@ -1,3 +1,4 @@
+using MassTransit;
 using Crm.Contacts.V1;
 using Crm.TestSupport;
 using Grpc.Core;
@@ -37,6 +38,21 @@ public sealed class ContactsFixture : IAsyncLifetime
             ["Outbox:RelayEnabled"] = relayEnabled.ToString(),
             ["Outbox:PollInterval"] = "00:00:00.050",
         });
+
+    /// <summary>Publishes on the fixture's virtual host as another service would (a bus of its own, stopped after).</summary>
+    public async Task PublishAsync(Func<IBus, Task> publish)
+    {
+        var bus = Bus.Factory.CreateUsingRabbitMq(cfg => cfg.Host(new Uri(RabbitMqUri)));
+        await bus.StartAsync();
+        try
+        {
+            await publish(bus);
+        }
+        finally
+        {
+            await bus.StopAsync();
+        }
+    }
 
     public async Task DisposeAsync()
     {

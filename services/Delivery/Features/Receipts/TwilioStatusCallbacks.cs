@@ -16,7 +16,7 @@ public static class TwilioStatusCallbacks
     public const string Path = "/providers/twilio/{tenant}/{account}/status";
 
     public static string UrlFor(string publicBaseUrl, string tenant, string accountId) =>
-        $"{publicBaseUrl.TrimEnd('/')}/providers/twilio/{Uri.EscapeDataString(tenant)}/{Uri.EscapeDataString(accountId)}/status";
+        TwilioWebhooks.UrlFor(publicBaseUrl, tenant, accountId, "status");
 
     public static WebApplication MapTwilioStatusCallbacks(this WebApplication app)
     {
@@ -27,20 +27,10 @@ public static class TwilioStatusCallbacks
     private static async Task<IResult> HandleAsync(string tenant, string account, HttpRequest request, TenantPolicies policies,
         NpgsqlDataSource db, DeliveryOptions options, TimeProvider clock, CancellationToken ct)
     {
-        if (!request.HasFormContentType) return Results.BadRequest();
-        var form = await request.ReadFormAsync(ct);
-        var policy = await policies.GetAsync(tenant, ct);
-        var row = policy.Accounts.FirstOrDefault(a => a.AccountId == account && a.Kind == TwilioSmsSender.Kind);
-        if (row is null) return Results.NotFound();
-        var token = policies.Config(tenant, row).Secret;
-        var url = options.PublicBaseUrl.Length > 0
-            ? UrlFor(options.PublicBaseUrl, tenant, account)
-            : $"{request.Scheme}://{request.Host}{request.PathBase}{request.Path}";
-        var parameters = form.SelectMany(f => f.Value.Select(v => new KeyValuePair<string, string>(f.Key, v ?? "")));
-        if (token is null || !TwilioSignature.Validate(url, parameters, token, request.Headers[TwilioSignature.HeaderName]))
-            return Results.StatusCode(StatusCodes.Status403Forbidden);
+        var (form, refusal) = await TwilioWebhooks.ReadSignedAsync(tenant, account, "status", request, policies, options, ct);
+        if (refusal is not null) return refusal;
 
-        var sid = form["MessageSid"].ToString();
+        var sid = form!["MessageSid"].ToString();
         var status = form["MessageStatus"].ToString();
         var (next, reason) = status switch
         {
