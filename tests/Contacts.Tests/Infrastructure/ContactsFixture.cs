@@ -1,7 +1,7 @@
-using MassTransit;
 using Crm.Contacts.V1;
 using Crm.TestSupport;
 using Grpc.Core;
+using MassTransit;
 
 namespace Crm.Contacts.Tests.Infrastructure;
 
