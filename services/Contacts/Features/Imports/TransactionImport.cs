@@ -162,18 +162,7 @@ public sealed class TransactionImport
         // earlier batch of this import may have written (its order ids are in a Bloom filter) are
         // probed in this transaction: written before (append the items) or new after all.
         var maybeOurs = batch.Orders.Where(f => !f.RecordedBefore && _written.MightContain(f.OrderId)).Select(f => f.OrderId).ToArray();
-        var known = maybeOurs.Length == 0 ? new Dictionary<string, bool>() : (await conn.QueryAsync<(string OrderId, bool Ours)>(new CommandDefinition(
-            // Probed id by id through the primary key (LIMIT 1 keeps the planner from flattening the
-            // subquery): a plain join read every order of the tenant into a hash table, once per batch,
-            // while the import was growing that very table.
-            """
-            SELECT i.order_id, o.ours
-            FROM unnest(@ids) AS i(order_id)
-            CROSS JOIN LATERAL (
-                SELECT import_id IS NOT DISTINCT FROM @importId AS ours FROM orders
-                WHERE tenant_id = @tenant AND order_id = i.order_id LIMIT 1) o
-            """, new { tenant = _run.Tenant, importId = _run.ImportId, ids = maybeOurs }, tx, cancellationToken: ct)))
-            .ToDictionary(k => k.OrderId, k => k.Ours, StringComparer.Ordinal);
+        var known = maybeOurs.Length == 0 ? new Dictionary<string, bool>() : await ProbeOrdersAsync(conn, tx, maybeOurs, ct);
         var fresh = batch.Orders.Where(f => !f.RecordedBefore && !known.ContainsKey(f.OrderId)).ToList();
         var appended = batch.Orders.Where(f => known.TryGetValue(f.OrderId, out var ours) && ours).ToList();
         foreach (var f in fresh) _written.Add(f.OrderId);
@@ -234,6 +223,22 @@ public sealed class TransactionImport
     }
 
     /// <summary>
+    /// Which of the order ids exist, and whether this import wrote them (only the import's own
+    /// transaction sees those). Probed id by id through the primary key (LIMIT 1 keeps the planner
+    /// from flattening the subquery): a plain join read every order of the tenant into a hash table,
+    /// once per batch, while the import was growing that very table.
+    /// </summary>
+    private async Task<Dictionary<string, bool>> ProbeOrdersAsync(NpgsqlConnection conn, NpgsqlTransaction? tx, string[] ids, CancellationToken ct) =>
+        (await conn.QueryAsync<(string OrderId, bool Ours)>(new CommandDefinition("""
+            SELECT i.order_id, o.ours
+            FROM unnest(@ids) AS i(order_id)
+            CROSS JOIN LATERAL (
+                SELECT import_id IS NOT DISTINCT FROM @importId AS ours FROM orders
+                WHERE tenant_id = @tenant AND order_id = i.order_id LIMIT 1) o
+            """, new { tenant = _run.Tenant, importId = _run.ImportId, ids }, tx, cancellationToken: ct)))
+        .ToDictionary(k => k.OrderId, k => k.Ours, StringComparer.Ordinal);
+
+    /// <summary>
     /// Stage 2: which of each batch's orders were recorded before this import (skipped), and the
     /// contact of every customer of the others, created when the customer is new.
     /// Customers already resolved by this import are remembered (a bounded map), so later batches
@@ -256,10 +261,7 @@ public sealed class TransactionImport
                 batch.Orders.AddRange(orders.Values);
                 // Recorded before this import began (committed, so visible here): skipped, and their
                 // customers left alone.
-                foreach (var orderId in await conn.QueryAsync<string>(new CommandDefinition("""
-                    SELECT i.order_id FROM unnest(@ids) AS i(order_id)
-                    WHERE EXISTS (SELECT 1 FROM orders WHERE tenant_id = @tenant AND order_id = i.order_id)
-                    """, new { tenant = _run.Tenant, ids = orders.Keys.ToArray() }, cancellationToken: ct)))
+                foreach (var orderId in (await ProbeOrdersAsync(conn, null, [.. orders.Keys], ct)).Keys)
                     orders[orderId].RecordedBefore = true;
 
                 var unknown = new HashSet<string>(StringComparer.Ordinal);
