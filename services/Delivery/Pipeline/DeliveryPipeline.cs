@@ -120,6 +120,7 @@ public sealed class DeliveryPipeline(
         // 4. Frequency caps: all rules of a message reserved atomically, the batch in one pipelined round trip,
         // then recorded in the ledger and confirmed against the sets' generations.
         var capped = candidates.Where(c => c.Rules.Count > 0).ToList();
+        HashSet<Guid> marked;
         if (capped.Count > 0)
         {
             var checks = capped.Select(c => new FrequencyCaps.Check(policy, c.Message.ContactId, c.Message.MessageId, c.Rules, now)).ToList();
@@ -127,7 +128,7 @@ public sealed class DeliveryPipeline(
             var reserved = Enumerable.Range(0, checks.Count).Where(i => decisions[i].Allowed).ToList();
             // One update: the reservations into the ledger, and every message still going marked as sending
             // (from here on, a crash never sends it twice).
-            var marked = await MarkSendingAsync(tenant, candidates.Where(c => c.Rules.Count == 0).Concat(reserved.Select(i => capped[i])).Select(c => c.Message.MessageId).ToArray(),
+            marked = await MarkSendingAsync(tenant, candidates.Where(c => c.Rules.Count == 0).Concat(reserved.Select(i => capped[i])).Select(c => c.Message.MessageId).ToArray(),
                 reserved.Select(i => capped[i].Message.MessageId).ToArray(), now, ct);
             // A message no longer waiting (cancelled, or taken over after this worker's lease ran out) is not ours to
             // send: its reservation is given back and it leaves the batch without an outcome from here.
@@ -142,7 +143,6 @@ public sealed class DeliveryPipeline(
             if (lost.Length > 0) await ClearReservationsAsync(tenant, lost, ct);
             for (var i = 0; i < capped.Count; i++)
             {
-                if (!marked.Contains(capped[i].Message.MessageId) && decisions[i].Allowed) candidates.Remove(capped[i]);
                 if (decisions[i].Allowed) continue;
                 var m = capped[i].Message;
                 var rule = decisions[i].DeniedBy!;
@@ -151,13 +151,13 @@ public sealed class DeliveryPipeline(
                 else outcomes.Suppress(m, reason, rule.RuleId);
                 candidates.Remove(capped[i]);
             }
-            candidates.RemoveAll(c => c.Rules.Count == 0 && !marked.Contains(c.Message.MessageId));
         }
-        else if (candidates.Count > 0)
+        else
         {
-            var marked = await MarkSendingAsync(tenant, candidates.Select(c => c.Message.MessageId).ToArray(), [], now, ct);
-            candidates.RemoveAll(c => !marked.Contains(c.Message.MessageId));
+            marked = await MarkSendingAsync(tenant, candidates.Select(c => c.Message.MessageId).ToArray(), [], now, ct);
         }
+        // Only the messages marked go on (see MarkSendingAsync).
+        candidates.RemoveAll(c => !marked.Contains(c.Message.MessageId));
         if (candidates.Count == 0) return;
 
         // 5. Provider throttle: each account's messages get their slots in one round trip; those whose slot

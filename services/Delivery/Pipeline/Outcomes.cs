@@ -52,19 +52,29 @@ internal sealed class Outcomes(string tenant, TimeProvider clock)
         var now = clock.GetUtcNow();
         await using var conn = await db.OpenConnectionAsync(ct);
         await using var tx = await conn.BeginTransactionAsync(ct);
-        // Only messages not decided elsewhere: one cancelled while this batch ran keeps its cancellation,
-        // and gets no step or event from here.
+        // One statement: the outcome on each message, its timeline step and its provider id for receipts.
+        // Only messages not decided elsewhere are touched: one cancelled while this batch ran keeps its
+        // cancellation, and gets no step or event from here.
         var written = (await conn.QueryAsync<Guid>("""
-            UPDATE messages m SET status = o.status, reason = o.reason, rule_id = o.rule_id, not_before = o.not_before,
-                sent_at = CASE WHEN o.status = 'sent' THEN @now END, provider_message_id = coalesce(o.provider_id, m.provider_message_id),
-                segments = coalesce(o.segments, m.segments),
-                attempts = m.attempts + CASE WHEN o.attempted THEN 1 ELSE 0 END,
-                cap_reserved_at = CASE WHEN o.release THEN NULL ELSE m.cap_reserved_at END,
-                claimed_until = NULL, updated_at = @now
-            FROM unnest(@ids, @statuses, @reasons, @ruleIds, @notBefores, @providerIds, @segments, @releases, @attempted)
-                AS o(id, status, reason, rule_id, not_before, provider_id, segments, release, attempted)
-            WHERE m.message_id = o.id AND m.tenant_id = @tenant AND m.status IN ('accepted', 'deferred', 'sending')
-            RETURNING m.message_id
+            WITH w AS (
+                UPDATE messages m SET status = o.status, reason = o.reason, rule_id = o.rule_id, not_before = o.not_before,
+                    sent_at = CASE WHEN o.status = 'sent' THEN @now END, provider_message_id = coalesce(o.provider_id, m.provider_message_id),
+                    segments = coalesce(o.segments, m.segments),
+                    attempts = m.attempts + CASE WHEN o.attempted THEN 1 ELSE 0 END,
+                    cap_reserved_at = CASE WHEN o.release THEN NULL ELSE m.cap_reserved_at END,
+                    claimed_until = NULL, updated_at = @now
+                FROM unnest(@ids, @statuses, @reasons, @ruleIds, @notBefores, @providerIds, @receiptIds, @segments, @releases, @attempted)
+                    AS o(id, status, reason, rule_id, not_before, provider_id, receipt_id, segments, release, attempted)
+                WHERE m.message_id = o.id AND m.tenant_id = @tenant AND m.status IN ('accepted', 'deferred', 'sending')
+                RETURNING m.message_id, o.status, o.reason, o.receipt_id),
+            steps AS (
+                INSERT INTO message_events (tenant_id, message_id, status, reason, at)
+                SELECT @tenant, message_id, status, reason, @now FROM w WHERE NOT (status = 'sent' AND reason = '')),
+            receipts AS (
+                INSERT INTO message_provider_ids (tenant_id, provider_message_id, message_id)
+                SELECT @tenant, receipt_id, message_id FROM w WHERE receipt_id IS NOT NULL
+                ON CONFLICT DO NOTHING)
+            SELECT message_id FROM w
             """, new
         {
             tenant = Tenant,
@@ -75,27 +85,12 @@ internal sealed class Outcomes(string tenant, TimeProvider clock)
             ruleIds = all.Select(o => o.RuleId).ToArray(),
             notBefores = all.Select(o => o.NotBefore?.UtcDateTime).ToArray(),
             providerIds = all.Select(o => o.Sent?.ProviderMessageId).ToArray(),
+            receiptIds = all.Select(o => o.IndexProviderId ? o.Sent?.ProviderMessageId : null).ToArray(),
             segments = all.Select(o => o.Segments).ToArray(),
             releases = all.Select(o => o.ReleaseCaps).ToArray(),
             attempted = all.Select(o => o.Attempted).ToArray(),
         }, tx)).ToHashSet();
         all = all.Where(o => written.Contains(o.Message.MessageId)).ToList();
-        await conn.ExecuteAsync("""
-            INSERT INTO message_events (tenant_id, message_id, status, reason, at)
-            SELECT @tenant, id, status, reason, @now FROM unnest(@ids, @statuses, @reasons) AS e(id, status, reason)
-            WHERE NOT (status = 'sent' AND reason = '');
-            INSERT INTO message_provider_ids (tenant_id, provider_message_id, message_id)
-            SELECT @tenant, provider_id, id FROM unnest(@ids, @receiptIds) AS p(id, provider_id) WHERE provider_id IS NOT NULL
-            ON CONFLICT DO NOTHING;
-            """, new
-        {
-            tenant = Tenant,
-            now = now.UtcDateTime,
-            ids = all.Select(o => o.Message.MessageId).ToArray(),
-            statuses = all.Select(o => o.Status).ToArray(),
-            reasons = all.Select(o => o.Reason).ToArray(),
-            receiptIds = all.Select(o => o.IndexProviderId ? o.Sent?.ProviderMessageId : null).ToArray(),
-        }, tx);
 
         var unreachable = all.Where(o => o.Unreachable).ToList();
         foreach (var channel in unreachable.GroupBy(o => o.Message.Channel))
