@@ -27,7 +27,7 @@ public sealed class ApiKeyMiddleware(RequestDelegate next, ApiKeyExchange exchan
             }
             if (resolved is null)
             {
-                await RefuseAsync(context, StatusCodes.Status401Unauthorized, 16, "The API key is unknown or revoked.");
+                await GatewayErrors.WriteAsync(context, Grpc.Core.StatusCode.Unauthenticated, "The API key is unknown or revoked.");
                 return;
             }
             TimeSpan wait;
@@ -46,7 +46,7 @@ public sealed class ApiKeyMiddleware(RequestDelegate next, ApiKeyExchange exchan
             {
                 var seconds = (int)Math.Ceiling(wait.TotalSeconds);
                 context.Response.Headers.RetryAfter = seconds.ToString(System.Globalization.CultureInfo.InvariantCulture);
-                await RefuseAsync(context, StatusCodes.Status429TooManyRequests, 8, $"Too many requests for this API key; retry in {seconds} s.");
+                await GatewayErrors.WriteAsync(context, Grpc.Core.StatusCode.ResourceExhausted, $"Too many requests for this API key; retry in {seconds} s.");
                 return;
             }
             context.Request.Headers.Authorization = bearer + resolved.Token;
@@ -57,21 +57,6 @@ public sealed class ApiKeyMiddleware(RequestDelegate next, ApiKeyExchange exchan
     private static Task UnavailableAsync(HttpContext context)
     {
         context.Response.Headers.RetryAfter = "1";
-        return RefuseAsync(context, StatusCodes.Status503ServiceUnavailable, 14, "The API key cannot be checked right now; retry shortly.");
-    }
-
-    /// <summary>gRPC callers get a trailers-only gRPC status; REST callers an HTTP status with a google.rpc.Status-like body.</summary>
-    private static async Task RefuseAsync(HttpContext context, int httpStatus, int grpcStatus, string message)
-    {
-        if (context.Request.ContentType?.StartsWith("application/grpc", StringComparison.Ordinal) == true)
-        {
-            context.Response.StatusCode = StatusCodes.Status200OK;
-            context.Response.ContentType = "application/grpc";
-            context.Response.Headers["grpc-status"] = grpcStatus.ToString(System.Globalization.CultureInfo.InvariantCulture);
-            context.Response.Headers["grpc-message"] = Uri.EscapeDataString(message);
-            return;
-        }
-        context.Response.StatusCode = httpStatus;
-        await context.Response.WriteAsJsonAsync(new { code = grpcStatus, message, details = Array.Empty<object>() });
+        return GatewayErrors.WriteAsync(context, Grpc.Core.StatusCode.Unavailable, "The API key cannot be checked right now; retry shortly.");
     }
 }

@@ -1,6 +1,5 @@
 using Crm.Contacts.V1;
 using Google.Protobuf;
-using Google.Protobuf.Reflection;
 using Grpc.Core;
 
 namespace Crm.Gateway.Imports;
@@ -21,9 +20,7 @@ public static class ImportUpload
     public const string ImportIdHeader = "crm-import-id";
     private const int ChunkSize = 64 * 1024;
 
-    private static readonly JsonFormatter Json = new(JsonFormatter.Settings.Default
-        .WithTypeRegistry(TypeRegistry.FromMessages(Google.Rpc.BadRequest.Descriptor))
-        .WithFormatDefaultValues(true));
+    private static readonly JsonFormatter Json = new(JsonFormatter.Settings.Default.WithFormatDefaultValues(true));
 
     public static async Task HandleAsync(HttpContext http, string kind, ContactsChannel contacts)
     {
@@ -32,7 +29,7 @@ public static class ImportUpload
         var json = Uri.UnescapeDataString(http.Request.Headers[HeaderName].ToString());
         if (json.Length == 0)
         {
-            await WriteStatusAsync(http, BadHeader("is required: the file's ImportHeader as JSON (file name, column mapping)"));
+            await GatewayErrors.WriteAsync(http, BadHeader("is required: the file's ImportHeader as JSON (file name, column mapping)"));
             return;
         }
         ImportHeader header;
@@ -42,7 +39,7 @@ public static class ImportUpload
         }
         catch (Exception e) when (e is InvalidProtocolBufferException or InvalidJsonException)
         {
-            await WriteStatusAsync(http, BadHeader(e.Message));
+            await GatewayErrors.WriteAsync(http, BadHeader(e.Message));
             return;
         }
         if (header.FileName.Length == 0) header.FileName = "upload.csv";
@@ -78,7 +75,7 @@ public static class ImportUpload
         }
         catch (RpcException e)
         {
-            await WriteStatusAsync(http, e.GetRpcStatus() ?? new Google.Rpc.Status { Code = (int)e.StatusCode, Message = e.Status.Detail });
+            await GatewayErrors.WriteAsync(http, e.GetRpcStatus() ?? new Google.Rpc.Status { Code = (int)e.StatusCode, Message = e.Status.Detail });
         }
     }
 
@@ -86,23 +83,5 @@ public static class ImportUpload
     {
         var details = new Google.Rpc.BadRequest { FieldViolations = { new Google.Rpc.BadRequest.Types.FieldViolation { Field = HeaderName, Description = problem } } };
         return new Google.Rpc.Status { Code = (int)StatusCode.InvalidArgument, Message = $"{HeaderName}: {problem}", Details = { Google.Protobuf.WellKnownTypes.Any.Pack(details) } };
-    }
-
-    private static async Task WriteStatusAsync(HttpContext http, Google.Rpc.Status status)
-    {
-        http.Response.StatusCode = (StatusCode)status.Code switch
-        {
-            StatusCode.InvalidArgument or StatusCode.FailedPrecondition or StatusCode.OutOfRange => StatusCodes.Status400BadRequest,
-            StatusCode.Unauthenticated => StatusCodes.Status401Unauthorized,
-            StatusCode.PermissionDenied => StatusCodes.Status403Forbidden,
-            StatusCode.NotFound => StatusCodes.Status404NotFound,
-            StatusCode.AlreadyExists or StatusCode.Aborted => StatusCodes.Status409Conflict,
-            StatusCode.ResourceExhausted => StatusCodes.Status429TooManyRequests,
-            StatusCode.Unavailable => StatusCodes.Status503ServiceUnavailable,
-            StatusCode.Cancelled => 499,
-            _ => StatusCodes.Status500InternalServerError,
-        };
-        http.Response.ContentType = "application/json";
-        await http.Response.WriteAsync(Json.Format(status));
     }
 }
