@@ -1,3 +1,4 @@
+using System.Buffers.Text;
 using System.Security.Cryptography;
 using Crm.BuildingBlocks.Errors;
 using Crm.BuildingBlocks.Tenancy;
@@ -48,7 +49,7 @@ public sealed class ApiKeys(NpgsqlDataSource db)
         return new CreateApiKeyResponse
         {
             Key = ToProto(new Row { KeyId = keyId, Name = request.Name.Trim(), Scopes = [.. request.Scopes.Distinct()], CreatedAt = createdAt }),
-            Secret = $"{Prefix}{keyId:N}_{Base64Url(secret)}",
+            Secret = $"{Prefix}{keyId:N}_{Base64Url.EncodeToString(secret)}",
         };
     }
 
@@ -75,8 +76,7 @@ public sealed class ApiKeys(NpgsqlDataSource db)
     {
         if (!key.StartsWith(Prefix, StringComparison.Ordinal) || key.Length < Prefix.Length + 34 || key[Prefix.Length + 32] != '_'
             || !Guid.TryParseExact(key.AsSpan(Prefix.Length, 32), "N", out var keyId)
-            || FromBase64Url(key[(Prefix.Length + 33)..]) is not { Length: 32 } secret
-            || Base64Url(secret) != key[(Prefix.Length + 33)..]) // one spelling per key: no padding, whitespace or stray bits
+            || !TryDecodeSecret(key[(Prefix.Length + 33)..], out var secret))
             return null;
         await using var conn = await db.OpenConnectionAsync(ct);
         var row = await conn.QuerySingleOrDefaultAsync<(string TenantId, string[] Scopes, byte[] SecretHash)>(
@@ -101,19 +101,17 @@ public sealed class ApiKeys(NpgsqlDataSource db)
         return key;
     }
 
-    private static string Base64Url(byte[] bytes) => Convert.ToBase64String(bytes).TrimEnd('=').Replace('+', '-').Replace('/', '_');
-
-    private static byte[]? FromBase64Url(string s)
+    /// <summary>32 bytes in their one spelling (no padding, whitespace or stray bits), so a key has no aliases.</summary>
+    private static bool TryDecodeSecret(string text, out byte[] secret)
     {
-        var padded = s.Replace('-', '+').Replace('_', '/');
-        padded += new string('=', (4 - padded.Length % 4) % 4);
+        secret = new byte[32];
         try
         {
-            return Convert.FromBase64String(padded);
+            return Base64Url.TryDecodeFromChars(text, secret, out var written) && written == 32 && Base64Url.EncodeToString(secret) == text;
         }
         catch (FormatException)
         {
-            return null;
+            return false; // not base64url, or stray bits in the last character
         }
     }
 }
