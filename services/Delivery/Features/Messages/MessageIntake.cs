@@ -55,7 +55,9 @@ public sealed class MessageIntake(NpgsqlDataSource db, IConnectionMultiplexer re
         {
             if (take.Count == 0) return [];
             R[] Col<R>(Func<DeliveryRequest, R> pick) => take.Select(i => pick(requests[i])).ToArray();
+            // A scheduled message (send_at ahead) is inserted deferred, with its timeline step in the same statement.
             return (await conn.QueryAsync<MessageRow>($"""
+                WITH inserted AS (
                 INSERT INTO messages (tenant_id, message_id, idempotency_key, contact_id, channel, purpose, campaign_id, category,
                     subject, text_body, html_body, on_cap, ignore_caps, expires_at, quiet_start, quiet_end, provider_account_id,
                     status, reason, claimed_until, created_at, updated_at, not_before)
@@ -70,7 +72,11 @@ public sealed class MessageIntake(NpgsqlDataSource db, IConnectionMultiplexer re
                      AS r(id, key, contact_id, channel, purpose, campaign_id, category, subject, text_body, html_body, on_cap, ignore_caps,
                           expires_at, quiet_start, quiet_end, account, send_at)
                 ON CONFLICT (tenant_id, idempotency_key) DO NOTHING
-                RETURNING {MessageRow.Columns}
+                RETURNING {MessageRow.Columns}),
+                scheduled AS (
+                    INSERT INTO message_events (tenant_id, message_id, status, reason, at)
+                    SELECT tenant_id, message_id, 'deferred', 'scheduled', created_at FROM inserted WHERE status = 'deferred')
+                SELECT * FROM inserted
                 """, new
             {
                 tenant, now, until = now + lease,
@@ -85,7 +91,7 @@ public sealed class MessageIntake(NpgsqlDataSource db, IConnectionMultiplexer re
         }
 
         var claimed = await InsertClaimedAsync(fresh);
-        if (claimed.Count == requests.Count) return await SplitScheduledAsync(conn, tenant, claimed, new Dictionary<string, Guid>(), ct);
+        if (claimed.Count == requests.Count) return SplitScheduled(claimed, new Dictionary<string, Guid>());
         // Keys Redis or the unique row had seen: their messages, wherever they are in the pipeline.
         var mine = claimed.Select(m => m.IdempotencyKey).ToHashSet(StringComparer.Ordinal);
         var repeats = await conn.QueryAsync<(string Key, Guid MessageId)>(
@@ -97,19 +103,11 @@ public sealed class MessageIntake(NpgsqlDataSource db, IConnectionMultiplexer re
         var lost = Enumerable.Range(0, requests.Count)
             .Where(i => !mine.Contains(requests[i].IdempotencyKey) && !known.ContainsKey(requests[i].IdempotencyKey)).ToList();
         claimed.AddRange(await InsertClaimedAsync(lost));
-        return await SplitScheduledAsync(conn, tenant, claimed, known, ct);
+        return SplitScheduled(claimed, known);
     }
 
-    /// <summary>Scheduled messages (inserted deferred to their send_at) wait for the deferred poller, with a step on their timeline.</summary>
-    private static async Task<(IReadOnlyList<MessageRow>, IReadOnlyList<MessageRow>, IReadOnlyDictionary<string, Guid>)> SplitScheduledAsync(
-        NpgsqlConnection conn, string tenant, List<MessageRow> inserted, IReadOnlyDictionary<string, Guid> repeats, CancellationToken ct)
-    {
-        var scheduled = inserted.Where(m => m.Status == "deferred").ToList();
-        if (scheduled.Count == 0) return (inserted, [], repeats);
-        await conn.ExecuteAsync(new CommandDefinition("""
-            INSERT INTO message_events (tenant_id, message_id, status, reason, at)
-            SELECT @tenant, id, 'deferred', 'scheduled', created_at FROM unnest(@ids, @createdAts) AS e(id, created_at)
-            """, new { tenant, ids = scheduled.Select(m => m.MessageId).ToArray(), createdAts = scheduled.Select(m => m.CreatedAt).ToArray() }, cancellationToken: ct));
-        return ([.. inserted.Where(m => m.Status != "deferred")], scheduled, repeats);
-    }
+    /// <summary>Scheduled messages (inserted deferred to their send_at) wait for the deferred poller; the rest go on now.</summary>
+    private static (IReadOnlyList<MessageRow>, IReadOnlyList<MessageRow>, IReadOnlyDictionary<string, Guid>) SplitScheduled(
+        List<MessageRow> inserted, IReadOnlyDictionary<string, Guid> repeats) =>
+        ([.. inserted.Where(m => m.Status != "deferred")], [.. inserted.Where(m => m.Status == "deferred")], repeats);
 }
