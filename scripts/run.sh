@@ -14,9 +14,15 @@ export CRM_SIGNING_KEY=$(cat .local/signing-key)
 
 pg_field() { sed -n "s/.*$1=\([^;]*\).*/\1/p" <<<"$CRM_POSTGRES"; }
 export PGHOST=$(pg_field Host) PGPORT=$(pg_field Port) PGUSER=$(pg_field Username) PGPASSWORD=$(pg_field Password)
+# A database per service, migrated by its owner (here the server's admin), and a login role per service
+# that owns no table: the services run as it, so row-level security binds every query they make.
 for db in crm_contacts crm_delivery; do
   psql -d postgres -Atqc "SELECT 1 FROM pg_database WHERE datname = '$db'" | grep -q 1 || psql -d postgres -qc "CREATE DATABASE $db"
+  psql -d postgres -Atqc "SELECT 1 FROM pg_roles WHERE rolname = '$db'" | grep -q 1 \
+    || psql -d postgres -qc "CREATE ROLE $db LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE"
 done
+# ConnectionStrings for a service: runtime as its own role, migrations as the owner.
+db_settings() { echo "ConnectionStrings__Postgres=Host=$PGHOST;Port=$PGPORT;Username=$1;Database=$1" "ConnectionStrings__PostgresMigrations=$CRM_POSTGRES;Database=$1"; }
 
 # Our fixed ports must be free (a `make run` still running elsewhere would answer the demo instead).
 for port in 5100 5101 5200 5201 8080 8081 5990 2525; do
@@ -49,11 +55,10 @@ start() {
   echo "$name did not become ready"; tail -20 ".local/logs/$name.log"; exit 1
 }
 
-start contacts services/Contacts/bin/Release/net10.0/Crm.Contacts.dll 5101 5100 \
-  ConnectionStrings__Postgres="$CRM_POSTGRES;Database=crm_contacts"
+start contacts services/Contacts/bin/Release/net10.0/Crm.Contacts.dll 5101 5100 $(db_settings crm_contacts)
 
 start delivery services/Delivery/bin/Release/net10.0/Crm.Delivery.dll 5201 5200 \
-  ConnectionStrings__Postgres="$CRM_POSTGRES;Database=crm_delivery" ConnectionStrings__Redis="$CRM_REDIS" \
+  $(db_settings crm_delivery) ConnectionStrings__Redis="$CRM_REDIS" \
   Delivery__SecretKey="$(cat .local/provider-secret-key)" Delivery__RedisKeyPrefix="demo:"
 
 # The gateway: REST and gRPC for both services on one address, API keys exchanged for identity tokens.

@@ -28,7 +28,7 @@ public static class CapsBench
         await new Migrator(dataSource, [MigrationSource.BuildingBlocks, new MigrationSource("delivery", typeof(DeliveryModule).Assembly)],
             NullLogger<Migrator>.Instance).MigrateAsync();
         using var redis = await ConnectionMultiplexer.ConnectAsync(redisAddress);
-        var caps = new FrequencyCaps(redis, dataSource, new DeliveryOptions { RedisKeyPrefix = "bench-caps:" });
+        var caps = new FrequencyCaps(redis, new TenantDb(dataSource), new DeliveryOptions { RedisKeyPrefix = "bench-caps:" });
 
         var policy = new TenantPolicy("bench", DeliverySettings.Default,
             [

@@ -27,9 +27,20 @@ public sealed class ServiceHost : IAsyncDisposable
     public IdentityTokens Tokens { get; }
 
     /// <param name="build">The service's own Build(args, configure), e.g. ContactsModule.Build.</param>
+    /// <param name="settings">
+    /// The service's configuration. A ConnectionStrings:Postgres given alone is the database owner's: the
+    /// service then migrates as that owner and runs as <see cref="TestServers.AppRole"/>, as in production,
+    /// so every test goes through row-level security.
+    /// </param>
     public static async Task<ServiceHost> StartAsync(
         Func<string[], Action<WebApplicationBuilder>, WebApplication> build, IDictionary<string, string?> settings)
     {
+        if (settings.TryGetValue("ConnectionStrings:Postgres", out var owner) && owner is not null
+            && !settings.ContainsKey("ConnectionStrings:PostgresMigrations"))
+        {
+            settings = new Dictionary<string, string?>(settings);
+            foreach (var (key, value) in await TestServers.ServiceDatabaseSettingsAsync(owner)) settings[key] = value;
+        }
         var grpcPort = TestServers.FreePort();
         var httpPort = TestServers.FreePort();
         var app = build([], builder =>

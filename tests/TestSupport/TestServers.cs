@@ -33,6 +33,39 @@ public static class TestServers
         return new NpgsqlConnectionStringBuilder(Postgres) { Database = name }.ConnectionString;
     }
 
+    /// <summary>The login role services run as in tests: no superuser, no BYPASSRLS, owns no table.</summary>
+    public const string AppRole = "crm_app";
+
+    /// <summary>
+    /// The settings a service needs for a database made by <see cref="CreateDatabaseAsync"/>: it connects as
+    /// <see cref="AppRole"/>, which row-level security binds, and migrates as the database's creator (the owner).
+    /// </summary>
+    public static async Task<Dictionary<string, string?>> ServiceDatabaseSettingsAsync(string ownerConnectionString)
+    {
+        await EnsureAppRoleAsync();
+        return new()
+        {
+            ["ConnectionStrings:Postgres"] = AppConnectionString(ownerConnectionString),
+            ["ConnectionStrings:PostgresMigrations"] = ownerConnectionString,
+        };
+    }
+
+    public static string AppConnectionString(string ownerConnectionString) =>
+        new NpgsqlConnectionStringBuilder(ownerConnectionString) { Username = AppRole, Password = null }.ConnectionString;
+
+    private static async Task EnsureAppRoleAsync()
+    {
+        await using var conn = new NpgsqlConnection(Postgres);
+        await conn.OpenAsync();
+        await using var cmd = new NpgsqlCommand($"""
+            DO $$ BEGIN
+                CREATE ROLE {AppRole} LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE;
+            EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
+            END $$
+            """, conn);
+        await cmd.ExecuteNonQueryAsync();
+    }
+
     public static async Task DropDatabaseAsync(string name)
     {
         NpgsqlConnection.ClearAllPools();

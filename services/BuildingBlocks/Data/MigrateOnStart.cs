@@ -1,6 +1,7 @@
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
+using Npgsql;
 
 namespace Crm.BuildingBlocks.Data;
 
@@ -14,10 +15,28 @@ public static class MigrateOnStartExtensions
     public static IServiceCollection AddMigrationsOnStart(this IServiceCollection services) =>
         services.AddHostedService<MigrateOnStart>();
 
-    private sealed class MigrateOnStart(Migrator migrator, IConfiguration configuration) : IHostedService
+    private sealed class MigrateOnStart(Migrator migrator, NpgsqlDataSource dataSource, IConfiguration configuration) : IHostedService
     {
-        public Task StartAsync(CancellationToken cancellationToken) =>
-            configuration.GetValue("Database:MigrateOnStart", true) ? migrator.MigrateAsync(cancellationToken) : Task.CompletedTask;
+        public async Task StartAsync(CancellationToken cancellationToken)
+        {
+            if (configuration.GetValue("Database:MigrateOnStart", true)) await migrator.MigrateAsync(cancellationToken);
+            await RefuseBypassingRoleAsync(cancellationToken);
+        }
+
+        /// <summary>
+        /// A service connected as a superuser or a BYPASSRLS role would see every tenant's rows whatever
+        /// the policies say: it stops instead, naming the setting (Database:AllowRowLevelSecurityBypass
+        /// lets a benchmark or an operator's one-off tool run so, knowingly).
+        /// </summary>
+        private async Task RefuseBypassingRoleAsync(CancellationToken ct)
+        {
+            if (configuration.GetValue("Database:AllowRowLevelSecurityBypass", false)) return;
+            await using var conn = await dataSource.OpenConnectionAsync(ct);
+            if (await RowLevelSecurity.BypassesAsync(conn, ct))
+                throw new InvalidOperationException(
+                    $"ConnectionStrings:Postgres connects as '{conn.UserName}', a superuser or BYPASSRLS role, which row-level security does not bind. " +
+                    "Connect as a role that owns no table (migrations use ConnectionStrings:PostgresMigrations).");
+        }
 
         public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
     }

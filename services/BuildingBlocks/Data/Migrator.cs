@@ -33,8 +33,13 @@ public sealed record MigrationSource(string Module, Assembly Assembly)
 /// builds an index on a large table without blocking its writes). Its statements end with ';' at the
 /// end of a line, and each must be safe to run again: if the process dies half-way, the whole file
 /// runs again at the next start.
+///
+/// Migrations run as the tables' owner (ConnectionStrings:PostgresMigrations); afterwards every
+/// tenant table is put under row-level security and the service's runtime role
+/// (<paramref name="runtimeRole"/>, the user of ConnectionStrings:Postgres) gets DML rights on them
+/// (<see cref="RowLevelSecurity"/>).
 /// </summary>
-public sealed class Migrator(NpgsqlDataSource dataSource, IReadOnlyList<MigrationSource> sources, ILogger<Migrator> logger)
+public sealed class Migrator(NpgsqlDataSource dataSource, IReadOnlyList<MigrationSource> sources, ILogger<Migrator> logger, string? runtimeRole = null)
 {
     private const long LockKey = 0x43524D5F4D4947; // "CRM_MIG"
     public const string OutsideTransaction = "-- migrate: outside a transaction";
@@ -81,6 +86,7 @@ public sealed class Migrator(NpgsqlDataSource dataSource, IReadOnlyList<Migratio
                     logger.LogInformation("Applied migration {Module}/{Name}", source.Module, name);
                 }
             }
+            await RowLevelSecurity.EnsureAsync(conn, runtimeRole, ct);
         }
         finally
         {

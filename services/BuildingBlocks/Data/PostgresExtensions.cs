@@ -9,14 +9,18 @@ namespace Crm.BuildingBlocks.Data;
 public static class PostgresExtensions
 {
     /// <summary>
-    /// Registers the service's one <see cref="NpgsqlDataSource"/> (from ConnectionStrings:Postgres),
-    /// its migrations (the building blocks' outbox/inbox tables, then the service's own) and a readiness check.
+    /// Registers the service's data access: its runtime <see cref="NpgsqlDataSource"/> (ConnectionStrings:Postgres,
+    /// a role that owns no table), <see cref="TenantDb"/> over it, the migrations (the building blocks'
+    /// outbox/inbox tables, then the service's own), run as the tables' owner
+    /// (ConnectionStrings:PostgresMigrations, defaulting to ConnectionStrings:Postgres), and a readiness check.
     /// </summary>
     public static IServiceCollection AddPostgres(this IServiceCollection services, IConfiguration configuration, params MigrationSource[] migrations)
     {
         var connectionString = configuration.GetConnectionString("Postgres");
         if (string.IsNullOrWhiteSpace(connectionString))
             throw new InvalidOperationException("ConnectionStrings:Postgres is not configured.");
+        var migrationsConnectionString = configuration.GetConnectionString("PostgresMigrations") is { Length: > 0 } m ? m : connectionString;
+        var runtimeRole = new NpgsqlConnectionStringBuilder(connectionString).Username;
 
         Dapper.DefaultTypeMap.MatchNamesWithUnderscores = true;
         services.AddSingleton(_ =>
@@ -25,10 +29,12 @@ public static class PostgresExtensions
             b.ConfigureTracing(_ => { });
             return b.Build();
         });
+        services.AddSingleton(sp => new TenantDb(sp.GetRequiredService<NpgsqlDataSource>()));
         services.AddSingleton(sp => new Migrator(
-            sp.GetRequiredService<NpgsqlDataSource>(),
+            NpgsqlDataSource.Create(migrationsConnectionString),
             [MigrationSource.BuildingBlocks, .. migrations],
-            sp.GetRequiredService<Microsoft.Extensions.Logging.ILogger<Migrator>>()));
+            sp.GetRequiredService<Microsoft.Extensions.Logging.ILogger<Migrator>>(),
+            runtimeRole));
         services.AddHealthChecks().AddCheck<PostgresHealthCheck>("postgres", tags: [ServiceDefaults.ReadyTag]);
         return services;
     }

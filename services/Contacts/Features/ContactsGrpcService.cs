@@ -1,3 +1,4 @@
+using Crm.BuildingBlocks.Data;
 using Crm.Contacts.Features.Workspaces;
 using Crm.Contacts.V1;
 using Npgsql;
@@ -10,12 +11,12 @@ namespace Crm.Contacts.Features;
 /// </summary>
 public sealed partial class ContactsGrpcService : ContactsService.ContactsServiceBase
 {
-    private readonly NpgsqlDataSource _db;
+    private readonly TenantDb _db;
     private readonly Workspaces.Workspaces _workspaces;
     private readonly Imports.ImportSlots _importSlots;
     private readonly ILogger<ContactsGrpcService> _logger;
 
-    public ContactsGrpcService(NpgsqlDataSource db, Workspaces.Workspaces workspaces, Imports.ImportSlots importSlots, ILogger<ContactsGrpcService> logger)
+    public ContactsGrpcService(TenantDb db, Workspaces.Workspaces workspaces, Imports.ImportSlots importSlots, ILogger<ContactsGrpcService> logger)
     {
         _db = db;
         _workspaces = workspaces;

@@ -1,3 +1,4 @@
+using Crm.BuildingBlocks.Data;
 using Crm.Delivery.Features.Messages;
 using Crm.Delivery.Features.Policies;
 using Crm.Delivery.Security;
@@ -9,7 +10,7 @@ namespace Crm.Delivery.Features;
 /// <summary>crm.delivery.v1.DeliveryService: one partial file per capability folder (Messages/, Policies/).</summary>
 public sealed partial class DeliveryGrpcService : DeliveryService.DeliveryServiceBase
 {
-    private readonly NpgsqlDataSource _db;
+    private readonly TenantDb _db;
     private readonly TenantPolicies _policies;
     private readonly SecretBox _secrets;
     private readonly MessageIntake _intake;
@@ -17,7 +18,7 @@ public sealed partial class DeliveryGrpcService : DeliveryService.DeliveryServic
     private readonly DeliveryOptions _options;
     private readonly TimeProvider _clock;
 
-    public DeliveryGrpcService(NpgsqlDataSource db, TenantPolicies policies, SecretBox secrets, MessageIntake intake,
+    public DeliveryGrpcService(TenantDb db, TenantPolicies policies, SecretBox secrets, MessageIntake intake,
         Pipeline.DeliveryPipeline pipeline, DeliveryOptions options, TimeProvider clock)
     {
         _options = options;

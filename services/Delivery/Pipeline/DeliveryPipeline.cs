@@ -1,3 +1,4 @@
+using Crm.BuildingBlocks.Data;
 using System.Collections.Concurrent;
 using System.Globalization;
 using Crm.Delivery.Channels;
@@ -20,7 +21,7 @@ namespace Crm.Delivery.Pipeline;
 /// outcomes are written in one transaction at the end.
 /// </summary>
 public sealed class DeliveryPipeline(
-    NpgsqlDataSource db,
+    TenantDb db,
     TenantPolicies policies,
     FrequencyCaps caps,
     ProviderThrottle throttle,
@@ -40,14 +41,15 @@ public sealed class DeliveryPipeline(
     {
         var now = clock.GetUtcNow().UtcDateTime;
         List<MessageRow> claimed;
-        await using (var conn = await db.OpenConnectionAsync(ct))
+        await using (var scope = await db.BeginAsync(tenant, ct))
         {
-            claimed = (await conn.QueryAsync<MessageRow>($"""
+            claimed = (await scope.Connection.QueryAsync<MessageRow>($"""
                 UPDATE messages SET claimed_until = @until
                 WHERE message_id = ANY(@messageIds) AND tenant_id = @tenant AND status IN ('accepted', 'deferred')
                   AND (not_before IS NULL OR not_before <= @now) AND (claimed_until IS NULL OR claimed_until < @now)
                 RETURNING {MessageRow.Columns}
                 """, new { tenant, messageIds = messageIds.ToArray(), now, until = now + Lease })).AsList();
+            await scope.CommitAsync(ct);
         }
         await ProcessClaimedAsync(claimed, ct);
     }
@@ -287,7 +289,8 @@ public sealed class DeliveryPipeline(
 
     private async Task<Dictionary<Guid, ContactState>> LoadContactsAsync(string tenant, Guid[] contactIds, CancellationToken ct)
     {
-        await using var conn = await db.OpenConnectionAsync(ct);
+        await using var scope = await db.BeginAsync(tenant, ct);
+        var conn = scope.Connection;
         using var grid = await conn.QueryMultipleAsync(new CommandDefinition("""
             SELECT contact_id, email, phone, time_zone, suppressed, erased, sms_unreachable, email_unreachable
             FROM contact_channels WHERE tenant_id = @tenant AND contact_id = ANY(@contactIds);
@@ -325,20 +328,24 @@ public sealed class DeliveryPipeline(
     private async Task<HashSet<Guid>> MarkSendingAsync(string tenant, Guid[] sending, Guid[] reserved, DateTimeOffset now, CancellationToken ct)
     {
         if (sending.Length == 0) return [];
-        await using var conn = await db.OpenConnectionAsync(ct);
-        return (await conn.QueryAsync<Guid>("""
+        await using var scope = await db.BeginAsync(tenant, ct);
+        var marked = (await scope.Connection.QueryAsync<Guid>("""
             UPDATE messages SET status = 'sending', updated_at = @now,
                 cap_reserved_at = CASE WHEN message_id = ANY(@reserved) THEN @now ELSE cap_reserved_at END
             WHERE message_id = ANY(@sending) AND tenant_id = @tenant AND status IN ('accepted', 'deferred')
             RETURNING message_id
             """, new { now = now.UtcDateTime, tenant, sending, reserved })).ToHashSet();
+        // Committed before any provider is called.
+        await scope.CommitAsync(ct);
+        return marked;
     }
 
     private async Task ClearReservationsAsync(string tenant, Guid[] messageIds, CancellationToken ct)
     {
-        await using var conn = await db.OpenConnectionAsync(ct);
-        await conn.ExecuteAsync("UPDATE messages SET cap_reserved_at = NULL WHERE message_id = ANY(@messageIds) AND tenant_id = @tenant",
+        await using var scope = await db.BeginAsync(tenant, ct);
+        await scope.Connection.ExecuteAsync("UPDATE messages SET cap_reserved_at = NULL WHERE message_id = ANY(@messageIds) AND tenant_id = @tenant",
             new { tenant, messageIds });
+        await scope.CommitAsync(ct);
     }
 
     /// <summary>Reservations of messages that did not go out are given back to the caps.</summary>

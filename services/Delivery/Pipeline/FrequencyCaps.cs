@@ -1,3 +1,4 @@
+using Crm.BuildingBlocks.Data;
 using System.Globalization;
 using Crm.Delivery.Features.Policies;
 using Dapper;
@@ -18,7 +19,7 @@ namespace Crm.Delivery.Pipeline;
 /// and reloaded in between (the reload may have missed this reservation) the decision is taken
 /// again. So no customer is over-messaged, across replicas and restarts.
 /// </summary>
-public sealed class FrequencyCaps(IConnectionMultiplexer redis, NpgsqlDataSource db, DeliveryOptions options)
+public sealed class FrequencyCaps(IConnectionMultiplexer redis, TenantDb db, DeliveryOptions options)
 {
     private static readonly TimeSpan LedgerHorizon = TimeSpan.FromDays(30);
 
@@ -159,9 +160,9 @@ public sealed class FrequencyCaps(IConnectionMultiplexer redis, NpgsqlDataSource
     private async Task LoadLedgersAsync(TenantPolicy policy, Guid[] contactIds, DateTimeOffset now)
     {
         List<(Guid ContactId, Guid MessageId, DateTime ReservedAt, string Channel, string Purpose, string? Category)> entries;
-        await using (var conn = await db.OpenConnectionAsync())
+        await using (var scope = await db.BeginAsync(policy.TenantId))
         {
-            entries = (await conn.QueryAsync<(Guid, Guid, DateTime, string, string, string?)>("""
+            entries = (await scope.Connection.QueryAsync<(Guid, Guid, DateTime, string, string, string?)>("""
                 SELECT contact_id, message_id, cap_reserved_at, channel, purpose, category FROM messages
                 WHERE tenant_id = @tenant AND contact_id = ANY(@contactIds) AND cap_reserved_at > @since AND NOT ignore_caps
                 """, new { tenant = policy.TenantId, contactIds, since = (now - LedgerHorizon).UtcDateTime })).AsList();

@@ -1,3 +1,4 @@
+using Crm.BuildingBlocks.Data;
 using System.Collections.Concurrent;
 using Crm.BuildingBlocks.Outbox;
 using Crm.Contracts.Delivery;
@@ -45,13 +46,13 @@ internal sealed class Outcomes(string tenant, TimeProvider clock)
         foreach (var m in batch) _byMessage.TryAdd(m.MessageId, new Outcome(m, "deferred", reason, null, until, ReleaseCaps: true));
     }
 
-    public async Task WriteAsync(NpgsqlDataSource db, CancellationToken ct)
+    public async Task WriteAsync(TenantDb db, CancellationToken ct)
     {
         if (_byMessage.IsEmpty) return;
         var all = _byMessage.Values.ToList();
         var now = clock.GetUtcNow();
-        await using var conn = await db.OpenConnectionAsync(ct);
-        await using var tx = await conn.BeginTransactionAsync(ct);
+        await using var scope = await db.BeginAsync(Tenant, ct);
+        var (conn, tx) = scope;
         // One statement: the outcome on each message, its timeline step and its provider id for receipts.
         // Only messages not decided elsewhere are touched: one cancelled while this batch ran keeps its
         // cancellation, and gets no step or event from here.

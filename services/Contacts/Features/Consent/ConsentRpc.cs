@@ -28,8 +28,8 @@ public sealed partial class ContactsGrpcService
         v.ThrowIfInvalid();
 
         var tenant = caller.TenantId;
-        await using var conn = await _db.OpenConnectionAsync(ct);
-        await using var tx = await conn.BeginTransactionAsync(ct);
+        await using var scope = await _db.BeginAsync(tenant, ct);
+        var (conn, tx) = scope;
         var contactId = await ResolveAsync(conn, tx, tenant, request.Contact, "contact");
         var (current, changed) = await Consent.ConsentLedger.RecordAsync(conn, tx, tenant, new Consent.ConsentLedger.Decision(
             contactId, Words.Of(request.Channel), Words.Of(request.Purpose), Words.Of(request.Status), Words.Of(request.Source),
@@ -43,7 +43,8 @@ public sealed partial class ContactsGrpcService
         var caller = context.Caller(Scope.ContactsRead);
         var pageSize = PageToken.Size(request.PageSize);
         long? after = PageToken.Decode(request.PageToken) is { } s && long.TryParse(s, out var id) ? id : null;
-        await using var conn = await _db.OpenConnectionAsync(context.CancellationToken);
+        await using var scope = await _db.BeginAsync(caller.TenantId, context.CancellationToken);
+        var conn = scope.Connection;
         var contactId = await ResolveAsync(conn, null, caller.TenantId, request.Contact, "contact");
         var rows = (await conn.QueryAsync<ConsentHistoryRow>("""
             SELECT id, channel, purpose, status, source, evidence, occurred_at, recorded_at FROM consent_history
@@ -74,7 +75,8 @@ public sealed partial class ContactsGrpcService
         if (request.Platform is not ("ios" or "android" or "web")) v.Add("platform", "must be ios, android or web");
         if (request.Token.Length is 0 or > 4096) v.Add("token", "is required (at most 4096 characters)");
         v.ThrowIfInvalid();
-        await using var conn = await _db.OpenConnectionAsync(context.CancellationToken);
+        await using var scope = await _db.BeginAsync(caller.TenantId, context.CancellationToken);
+        var conn = scope.Connection;
         var contactId = await ResolveAsync(conn, null, caller.TenantId, request.Contact, "contact");
         var row = await conn.QuerySingleAsync<PushTokenRow>("""
             INSERT INTO push_tokens (tenant_id, contact_id, device_id, platform, token)
@@ -83,6 +85,7 @@ public sealed partial class ContactsGrpcService
                 platform = excluded.platform, token = excluded.token, updated_at = now()
             RETURNING device_id, platform, token, updated_at
             """, new { tenant = caller.TenantId, contactId, request.DeviceId, request.Platform, request.Token });
+        await scope.CommitAsync(context.CancellationToken);
         return new RegisterPushTokenResponse { PushToken = row.ToProto() };
     }
 }

@@ -1,3 +1,4 @@
+using Crm.BuildingBlocks.Data;
 using Crm.BuildingBlocks.Outbox;
 using Crm.Contracts.Delivery;
 using Dapper;
@@ -11,14 +12,14 @@ namespace Crm.Contacts.Features.Consent;
 /// number is opted out of marketing SMS (source stop_reply, the reply as evidence), through the same
 /// ledger as SetConsent, so Delivery hears of it as ConsentChanged. Each reply is handled once.
 /// </summary>
-public sealed class SmsReplyConsumer(NpgsqlDataSource db, ILogger<SmsReplyConsumer> logger) : IConsumer<SmsReplyReceived>
+public sealed class SmsReplyConsumer(TenantDb db, ILogger<SmsReplyConsumer> logger) : IConsumer<SmsReplyReceived>
 {
     public async Task Consume(ConsumeContext<SmsReplyReceived> context)
     {
         var reply = context.Message;
         if (!reply.OptOut) return;
-        await using var conn = await db.OpenConnectionAsync(context.CancellationToken);
-        await using var tx = await conn.BeginTransactionAsync(context.CancellationToken);
+        await using var scope = await db.BeginAsync(reply.TenantId, context.CancellationToken);
+        var (conn, tx) = scope;
         if (!await Inbox.TryBeginAsync(conn, tx, nameof(SmsReplyConsumer), context.MessageId ?? Guid.Empty)) return;
         var contacts = (await conn.QueryAsync<Guid>(
             "SELECT contact_id FROM contacts WHERE tenant_id = @TenantId AND phone = @From AND erased_at IS NULL",

@@ -50,8 +50,8 @@ public sealed partial class ContactsGrpcService
             v.Add("add_tags", $"'{tag}' is not a tag (1 to 128 printable characters)");
         v.ThrowIfInvalid();
 
-        await using var conn = await _db.OpenConnectionAsync(ct);
-        await using var tx = await conn.BeginTransactionAsync(ct);
+        await using var scope = await _db.BeginAsync(caller.TenantId, ct);
+        var (conn, tx) = scope;
         var existing = await conn.QuerySingleOrDefaultAsync<ContactRow>(
             $"SELECT {ContactColumns} FROM contacts WHERE tenant_id = @tenant AND external_id = @externalId FOR UPDATE",
             new { tenant = caller.TenantId, externalId }, tx);
@@ -121,20 +121,16 @@ public sealed partial class ContactsGrpcService
         }
         if (changed)
             await Outbox.EnqueueAsync(conn, tx, ToEvent(caller.TenantId, next));
+        var contact = await LoadContactAsync(conn, caller.TenantId, next.ContactId, ct);
         await tx.CommitAsync(ct);
-
-        return new UpsertContactResponse
-        {
-            Contact = await LoadContactAsync(conn, caller.TenantId, next.ContactId, ct),
-            Created = existing is null,
-            Changed = changed,
-        };
+        return new UpsertContactResponse { Contact = contact, Created = existing is null, Changed = changed };
     }
 
     public override async Task<Contact> GetContact(GetContactRequest request, ServerCallContext context)
     {
         var caller = context.Caller(Scope.ContactsRead);
-        await using var conn = await _db.OpenConnectionAsync(context.CancellationToken);
+        await using var scope = await _db.BeginAsync(caller.TenantId, context.CancellationToken);
+        var conn = scope.Connection;
         var contactId = await ResolveAsync(conn, null, caller.TenantId, request.Contact, "contact");
         return await LoadContactAsync(conn, caller.TenantId, contactId, context.CancellationToken);
     }
@@ -144,7 +140,8 @@ public sealed partial class ContactsGrpcService
         var caller = context.Caller(Scope.ContactsRead);
         var pageSize = PageToken.Size(request.PageSize);
         var after = PageToken.Decode(request.PageToken);
-        await using var conn = await _db.OpenConnectionAsync(context.CancellationToken);
+        await using var scope = await _db.BeginAsync(caller.TenantId, context.CancellationToken);
+        var conn = scope.Connection;
         var rows = (await conn.QueryAsync<ContactRow>($"""
             SELECT {ContactColumns} FROM contacts
             WHERE tenant_id = @tenant AND erased_at IS NULL
@@ -177,8 +174,8 @@ public sealed partial class ContactsGrpcService
         var caller = context.Caller(Scope.ContactsWrite);
         var ct = context.CancellationToken;
         var tenant = caller.TenantId;
-        await using var conn = await _db.OpenConnectionAsync(ct);
-        await using var tx = await conn.BeginTransactionAsync(ct);
+        await using var scope = await _db.BeginAsync(tenant, ct);
+        var (conn, tx) = scope;
         var contactId = await ResolveAsync(conn, tx, tenant, request.Contact, "contact");
         var row = await conn.QuerySingleAsync<ContactRow>(
             $"SELECT {ContactColumns} FROM contacts WHERE tenant_id = @tenant AND contact_id = @contactId FOR UPDATE",

@@ -32,8 +32,8 @@ public sealed partial class ContactsGrpcService
         }
         v.ThrowIfInvalid();
 
-        await using var conn = await _db.OpenConnectionAsync(ct);
-        await using var tx = await conn.BeginTransactionAsync(ct);
+        await using var scope = await _db.BeginAsync(tenant, ct);
+        var (conn, tx) = scope;
         var contactIds = new Guid[request.Events.Count];
         for (var i = 0; i < request.Events.Count; i++)
             contactIds[i] = await ResolveAsync(conn, tx, tenant, request.Events[i].Contact, $"events[{i}].contact");

@@ -1,3 +1,4 @@
+using Crm.BuildingBlocks.Data;
 using System.Text.Json.Nodes;
 using Crm.BuildingBlocks.Errors;
 using Crm.BuildingBlocks.Outbox;
@@ -21,15 +22,15 @@ public sealed class ContactImport(ContactColumns mapping, WorkspaceSettings work
     private int _iId, _iName, _iEmail, _iPhone, _iLocale, _iTz, _iTags;
     private (int Index, AttributeColumn Column)[] _attributes = [];
 
-    public async Task<(long Created, long Updated)> RunAsync(NpgsqlDataSource db, CsvReader csv, CancellationToken ct)
+    public async Task<(long Created, long Updated)> RunAsync(TenantDb db, CsvReader csv, CancellationToken ct)
     {
         if (!await csv.ReadAsync(ct)) throw new InvalidArgumentException("data", "the file is empty (a header row is required)");
         MapColumns(new ColumnMap(csv.ToStrings()));
         var columns = csv.FieldCount;
         var tagSeparator = mapping.TagSeparator.Length > 0 ? mapping.TagSeparator : ";";
 
-        await using var conn = await db.OpenConnectionAsync(ct);
-        await using var tx = await conn.BeginTransactionAsync(ct);
+        await using var scope = await db.BeginAsync(run.Tenant, ct);
+        var (conn, tx) = scope;
         await conn.ExecuteAsync("""
             CREATE TEMP TABLE import_contacts (
                 line_no bigint, external_id text, name text, email text, phone text, locale text, time_zone text,

@@ -40,7 +40,8 @@ public sealed partial class ContactsGrpcService
     {
         var caller = context.Caller(Scope.ContactsRead);
         if (!Guid.TryParse(request.ImportId, out var importId)) throw new InvalidArgumentException("import_id", "is not a UUID");
-        await using var conn = await _db.OpenConnectionAsync(context.CancellationToken);
+        await using var scope = await _db.BeginAsync(caller.TenantId, context.CancellationToken);
+        var conn = scope.Connection;
         return await LoadImportAsync(conn, caller.TenantId, importId);
     }
 
@@ -50,7 +51,8 @@ public sealed partial class ContactsGrpcService
         if (!Guid.TryParse(request.ImportId, out var importId)) throw new InvalidArgumentException("import_id", "is not a UUID");
         var pageSize = PageToken.Size(request.PageSize);
         long? after = PageToken.Decode(request.PageToken) is { } s && long.TryParse(s, out var l) ? l : null;
-        await using var conn = await _db.OpenConnectionAsync(context.CancellationToken);
+        await using var scope = await _db.BeginAsync(caller.TenantId, context.CancellationToken);
+        var conn = scope.Connection;
         var errors = (await conn.QueryAsync<(long Line, string Col, string Reason)>("""
             SELECT line, col, reason FROM import_errors
             WHERE tenant_id = @tenant AND import_id = @importId AND (@after::bigint IS NULL OR line > @after)
@@ -95,7 +97,8 @@ public sealed partial class ContactsGrpcService
         }
         _logger.LogInformation("Import {ImportId} ({Kind}) of {Tenant}: {Accepted} rows accepted, {Rejected} rejected",
             run.ImportId, kind, tenant, run.RowsAccepted, run.RowsRejected);
-        await using var conn = await _db.OpenConnectionAsync(ct);
+        await using var scope = await _db.BeginAsync(tenant, ct);
+        var conn = scope.Connection;
         return await LoadImportAsync(conn, tenant, run.ImportId);
     }
 

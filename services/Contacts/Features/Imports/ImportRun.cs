@@ -1,3 +1,4 @@
+using Crm.BuildingBlocks.Data;
 using System.Diagnostics;
 using Crm.Contacts.V1;
 using Dapper;
@@ -6,8 +7,8 @@ using Npgsql;
 namespace Crm.Contacts.Features.Imports;
 
 /// <summary>
-/// The `imports` row of one running import: progress and rejected rows are written on a connection
-/// of their own (autocommit), so GetImport shows them while the data is still inside the import's
+/// The `imports` row of one running import: progress and rejected rows are written in short
+/// transactions of their own, so GetImport shows them while the data is still inside the import's
 /// transaction. The final counts commit with the data.
 /// </summary>
 public sealed class ImportRun : IAsyncDisposable
@@ -15,17 +16,18 @@ public sealed class ImportRun : IAsyncDisposable
     public const int MaxStoredErrors = 10_000;
     private static readonly TimeSpan ProgressEvery = TimeSpan.FromMilliseconds(500);
 
-    private readonly NpgsqlConnection _conn;
+    private readonly TenantDb _db;
     private readonly List<ImportError> _pendingErrors = [];
-    private readonly SemaphoreSlim _connLock = new(1, 1);
+    /// <summary>One progress write at a time, so a later count never lands before an earlier one.</summary>
+    private readonly SemaphoreSlim _writeLock = new(1, 1);
     private readonly CancellationTokenSource _stop = new();
     private readonly Task _progressLoop;
     private long _storedErrors;
     private long _rowsRead, _rowsAccepted, _rowsRejected, _contactsCommitted;
 
-    private ImportRun(NpgsqlConnection conn, string tenant, Guid importId)
+    private ImportRun(TenantDb db, string tenant, Guid importId)
     {
-        _conn = conn;
+        _db = db;
         Tenant = tenant;
         ImportId = importId;
         _progressLoop = Task.Run(ReportProgressAsync);
@@ -37,14 +39,17 @@ public sealed class ImportRun : IAsyncDisposable
     public long RowsAccepted => Interlocked.Read(ref _rowsAccepted);
     public long RowsRejected => Interlocked.Read(ref _rowsRejected);
 
-    public static async Task<ImportRun> StartAsync(NpgsqlDataSource db, string tenant, string kind, string fileName, CancellationToken ct)
+    public static async Task<ImportRun> StartAsync(TenantDb db, string tenant, string kind, string fileName, CancellationToken ct)
     {
-        var conn = await db.OpenConnectionAsync(ct);
         var importId = Guid.CreateVersion7();
-        await conn.ExecuteAsync(
-            "INSERT INTO imports (tenant_id, import_id, kind, status, file_name) VALUES (@tenant, @importId, @kind, 'running', @fileName)",
-            new { tenant, importId, kind, fileName });
-        return new ImportRun(conn, tenant, importId);
+        await using (var scope = await db.BeginAsync(tenant, ct))
+        {
+            await scope.Connection.ExecuteAsync(
+                "INSERT INTO imports (tenant_id, import_id, kind, status, file_name) VALUES (@tenant, @importId, @kind, 'running', @fileName)",
+                new { tenant, importId, kind, fileName });
+            await scope.CommitAsync(ct);
+        }
+        return new ImportRun(db, tenant, importId);
     }
 
     public void Read() => Interlocked.Increment(ref _rowsRead);
@@ -72,7 +77,8 @@ public sealed class ImportRun : IAsyncDisposable
         using var timer = new PeriodicTimer(ProgressEvery);
         try
         {
-            while (await timer.WaitForNextTickAsync(_stop.Token)) await FlushAsync(_stop.Token);
+            // A write once begun is finished: stopping the reports must not roll back rows it took from the queue.
+            while (await timer.WaitForNextTickAsync(_stop.Token)) await FlushAsync(CancellationToken.None);
         }
         catch (OperationCanceledException)
         {
@@ -82,9 +88,11 @@ public sealed class ImportRun : IAsyncDisposable
 
     public async Task FlushAsync(CancellationToken ct)
     {
-        await _connLock.WaitAsync(ct);
+        await _writeLock.WaitAsync(ct);
         try
         {
+            await using var scope = await _db.BeginAsync(Tenant, ct);
+            var conn = scope.Connection;
             ImportError[] errors;
             lock (_pendingErrors)
             {
@@ -94,7 +102,7 @@ public sealed class ImportRun : IAsyncDisposable
             }
             if (errors.Length > 0)
             {
-                await _conn.ExecuteAsync(new CommandDefinition("""
+                await conn.ExecuteAsync(new CommandDefinition("""
                     INSERT INTO import_errors (tenant_id, import_id, line, col, reason)
                     SELECT @Tenant, @ImportId, e.line, e.col, e.reason FROM unnest(@lines, @cols, @reasons) AS e(line, col, reason)
                     ON CONFLICT DO NOTHING
@@ -106,13 +114,14 @@ public sealed class ImportRun : IAsyncDisposable
                     reasons = errors.Select(e => e.Reason).ToArray(),
                 }, cancellationToken: ct));
             }
-            await _conn.ExecuteAsync(new CommandDefinition(
+            await conn.ExecuteAsync(new CommandDefinition(
                 "UPDATE imports SET rows_read = @RowsRead, rows_accepted = @RowsAccepted, rows_rejected = @RowsRejected WHERE tenant_id = @Tenant AND import_id = @ImportId AND status = 'running'",
                 new { RowsRead, RowsAccepted, RowsRejected, Tenant, ImportId }, cancellationToken: ct));
+            await scope.CommitAsync(ct);
         }
         finally
         {
-            _connLock.Release();
+            _writeLock.Release();
         }
     }
 
@@ -135,11 +144,13 @@ public sealed class ImportRun : IAsyncDisposable
     public async Task FailAsync(string reason)
     {
         await FinishReadingAsync(CancellationToken.None);
-        await _conn.ExecuteAsync(
+        await using var scope = await _db.BeginAsync(Tenant);
+        await scope.Connection.ExecuteAsync(
             """
             UPDATE imports SET status = 'failed', failure = @reason, contacts_created = @contactsCreated, finished_at = now()
             WHERE tenant_id = @Tenant AND import_id = @ImportId
             """, new { reason, contactsCreated = ContactsCreatedOutsideTransaction, Tenant, ImportId });
+        await scope.CommitAsync();
     }
 
     public async ValueTask DisposeAsync()
@@ -147,7 +158,6 @@ public sealed class ImportRun : IAsyncDisposable
         await _stop.CancelAsync();
         await _progressLoop;
         _stop.Dispose();
-        _connLock.Dispose();
-        await _conn.DisposeAsync();
+        _writeLock.Dispose();
     }
 }

@@ -1,3 +1,4 @@
+using Crm.BuildingBlocks.Data;
 using System.Buffers;
 using System.Buffers.Text;
 using System.Text;
@@ -78,13 +79,13 @@ public sealed class TransactionImport
         _zone = zone!;
     }
 
-    public async Task<(long OrdersCreated, long ContactsCreated)> RunAsync(NpgsqlDataSource db, CsvReader csv, CancellationToken ct)
+    public async Task<(long OrdersCreated, long ContactsCreated)> RunAsync(TenantDb db, CsvReader csv, CancellationToken ct)
     {
         if (!await csv.ReadAsync(ct)) throw new InvalidArgumentException("data", "the file is empty (a header row is required)");
         MapColumns(new ColumnMap(csv.ToStrings()));
 
-        await using var conn = await db.OpenConnectionAsync(ct);
-        await using var tx = await conn.BeginTransactionAsync(ct);
+        await using var scope = await db.BeginAsync(_run.Tenant, ct);
+        var (conn, tx) = scope;
         var parsed = System.Threading.Channels.Channel.CreateBounded<Batch>(new BoundedChannelOptions(1) { SingleReader = true, SingleWriter = true });
         var resolved = System.Threading.Channels.Channel.CreateBounded<Batch>(new BoundedChannelOptions(1) { SingleReader = true, SingleWriter = true });
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(ct);
@@ -215,11 +216,21 @@ public sealed class TransactionImport
         await Outbox.EnqueueManyAsync(conn, tx, appendedEvents.Chunk(OrdersPerEvent).Select(c => new TransactionsRecorded(_run.Tenant, c)));
     }
 
+    private const string OrderColumns = "tenant_id, order_id, contact_id, occurred_at, utc_offset_minutes, currency, total, status, lines, import_id";
+
+    /// <summary>
+    /// PostgreSQL refuses COPY FROM into a table under row-level security, so the rows are copied into
+    /// a temporary table of the transaction (no policies; only this session sees it) and moved into
+    /// `orders` with one INSERT, which the tenant policy checks row by row.
+    /// </summary>
     private static async Task CopyOrdersAsync(NpgsqlConnection conn, ReadOnlyMemory<byte> rows, CancellationToken ct)
     {
-        await using var stream = await conn.BeginRawBinaryCopyAsync(
-            "COPY orders (tenant_id, order_id, contact_id, occurred_at, utc_offset_minutes, currency, total, status, lines, import_id) FROM STDIN (FORMAT BINARY)", ct);
-        await stream.WriteAsync(rows, ct);
+        await conn.ExecuteAsync(new CommandDefinition(
+            "CREATE TEMP TABLE IF NOT EXISTS import_orders (LIKE orders INCLUDING DEFAULTS) ON COMMIT DROP", cancellationToken: ct));
+        await using (var stream = await conn.BeginRawBinaryCopyAsync($"COPY import_orders ({OrderColumns}) FROM STDIN (FORMAT BINARY)", ct))
+            await stream.WriteAsync(rows, ct);
+        await conn.ExecuteAsync(new CommandDefinition(
+            $"INSERT INTO orders ({OrderColumns}) SELECT {OrderColumns} FROM import_orders; TRUNCATE import_orders", cancellationToken: ct));
     }
 
     /// <summary>
@@ -244,13 +255,16 @@ public sealed class TransactionImport
     /// Customers already resolved by this import are remembered (a bounded map), so later batches
     /// mostly ask the database about customers it has not seen yet.
     /// </summary>
-    private async Task ResolveAsync(NpgsqlDataSource db, ChannelReader<Batch> input, ChannelWriter<Batch> output, CancellationToken ct)
+    private async Task ResolveAsync(TenantDb db, ChannelReader<Batch> input, ChannelWriter<Batch> output, CancellationToken ct)
     {
         try
         {
-            await using var conn = await db.OpenConnectionAsync(ct);
             await foreach (var batch in input.ReadAllAsync(ct))
             {
+                // A transaction per batch: the contacts it creates are committed before the writer
+                // records their orders.
+                await using var scope = await db.BeginAsync(_run.Tenant, ct);
+                var conn = scope.Connection;
                 // One fragment per order within the batch.
                 var orders = new Dictionary<string, Fragment>(batch.Fragments.Count, StringComparer.Ordinal);
                 foreach (var f in batch.Fragments)
@@ -264,6 +278,7 @@ public sealed class TransactionImport
                 foreach (var orderId in (await ProbeOrdersAsync(conn, null, [.. orders.Keys], ct)).Keys)
                     orders[orderId].RecordedBefore = true;
 
+                long created = 0;
                 var unknown = new HashSet<string>(StringComparer.Ordinal);
                 foreach (var f in batch.Orders)
                 {
@@ -273,11 +288,12 @@ public sealed class TransactionImport
                 }
                 if (unknown.Count > 0)
                 {
-                    var (ids, created) = await PurchaseContacts.EnsureAsync(conn, null, _run.Tenant, [.. unknown], ct);
-                    _run.ContactsCommitted(created);
+                    (var ids, created) = await PurchaseContacts.EnsureAsync(conn, null, _run.Tenant, [.. unknown], ct);
                     if (_knownContacts.Count + ids.Count > KnownContactsLimit) _knownContacts.Clear();
                     foreach (var (externalId, contactId) in ids) batch.Contacts[externalId] = _knownContacts[externalId] = contactId;
                 }
+                await scope.CommitAsync(ct);
+                _run.ContactsCommitted(created);
                 await output.WriteAsync(batch, ct);
             }
             output.Complete();

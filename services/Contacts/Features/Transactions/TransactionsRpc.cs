@@ -31,8 +31,8 @@ public sealed partial class ContactsGrpcService
         if (duplicate is not null) v.Add("orders", $"order_id '{duplicate.Key}' appears twice in the call");
         v.ThrowIfInvalid();
 
-        await using var conn = await _db.OpenConnectionAsync(ct);
-        await using var tx = await conn.BeginTransactionAsync(ct);
+        await using var scope = await _db.BeginAsync(tenant, ct);
+        var (conn, tx) = scope;
 
         // Transactions first: a purchase by an unknown customer id creates the contact.
         var (byExternalId, _) = await PurchaseContacts.EnsureAsync(conn, tx, tenant,
@@ -97,7 +97,8 @@ public sealed partial class ContactsGrpcService
             beforeAt = new DateTime(ticks, DateTimeKind.Utc);
             beforeId = parts[1];
         }
-        await using var conn = await _db.OpenConnectionAsync(context.CancellationToken);
+        await using var scope = await _db.BeginAsync(caller.TenantId, context.CancellationToken);
+        var conn = scope.Connection;
         var contactId = await ResolveAsync(conn, null, caller.TenantId, request.Contact, "contact");
         var rows = (await conn.QueryAsync<OrderRow>("""
             SELECT order_id, contact_id, occurred_at, utc_offset_minutes, currency, total, status, lines::text AS lines
@@ -135,7 +136,8 @@ public sealed partial class ContactsGrpcService
     public override async Task<ContactSummary> GetContactSummary(GetContactSummaryRequest request, ServerCallContext context)
     {
         var caller = context.Caller(Scope.ContactsRead);
-        await using var conn = await _db.OpenConnectionAsync(context.CancellationToken);
+        await using var scope = await _db.BeginAsync(caller.TenantId, context.CancellationToken);
+        var conn = scope.Connection;
         var contactId = await ResolveAsync(conn, null, caller.TenantId, request.Contact, "contact");
         var p = new { tenant = caller.TenantId, contactId };
         var counts = await conn.QuerySingleAsync<(DateTime? First, DateTime? Last, long Completed, long Cancelled, long Refunded)>("""

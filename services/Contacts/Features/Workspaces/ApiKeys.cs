@@ -1,3 +1,4 @@
+using Crm.BuildingBlocks.Data;
 using System.Buffers.Text;
 using System.Security.Cryptography;
 using Crm.BuildingBlocks.Errors;
@@ -15,7 +16,7 @@ namespace Crm.Contacts.Features.Workspaces;
 /// row, the secret (32 random bytes) is checked against its SHA-256 in constant time. The gateway
 /// exchanges a key for a short-lived identity token; the services never see keys.
 /// </summary>
-public sealed class ApiKeys(NpgsqlDataSource db)
+public sealed class ApiKeys(TenantDb db)
 {
     private const string Prefix = "crm_";
 
@@ -41,11 +42,14 @@ public sealed class ApiKeys(NpgsqlDataSource db)
         var keyId = Guid.CreateVersion7();
         var secret = RandomNumberGenerator.GetBytes(32);
         var createdAt = DateTime.UtcNow;
-        await using var conn = await db.OpenConnectionAsync(ct);
-        await conn.ExecuteAsync("""
+        await using (var tx = await db.BeginAsync(creator.TenantId, ct))
+        {
+            await tx.Connection.ExecuteAsync("""
             INSERT INTO api_keys (key_id, tenant_id, name, scopes, secret_hash, created_at)
             VALUES (@keyId, @tenant, @name, @scopes, @hash, @createdAt)
             """, new { keyId, tenant = creator.TenantId, name = request.Name.Trim(), scopes = request.Scopes.Distinct().ToArray(), hash = SHA256.HashData(secret), createdAt });
+            await tx.CommitAsync(ct);
+        }
         return new CreateApiKeyResponse
         {
             Key = ToProto(new Row { KeyId = keyId, Name = request.Name.Trim(), Scopes = [.. request.Scopes.Distinct()], CreatedAt = createdAt }),
@@ -55,7 +59,8 @@ public sealed class ApiKeys(NpgsqlDataSource db)
 
     public async Task<IReadOnlyList<ApiKey>> ListAsync(string tenant, CancellationToken ct)
     {
-        await using var conn = await db.OpenConnectionAsync(ct);
+        await using var scope = await db.BeginAsync(tenant, ct);
+        var conn = scope.Connection;
         return [.. (await conn.QueryAsync<Row>(
             "SELECT key_id, name, scopes, created_at, revoked_at FROM api_keys WHERE tenant_id = @tenant ORDER BY created_at", new { tenant })).Select(ToProto)];
     }
@@ -63,11 +68,13 @@ public sealed class ApiKeys(NpgsqlDataSource db)
     public async Task<ApiKey> RevokeAsync(string tenant, string keyId, CancellationToken ct)
     {
         if (!Guid.TryParse(keyId, out var id)) throw new InvalidArgumentException("key_id", "is not a key id");
-        await using var conn = await db.OpenConnectionAsync(ct);
+        await using var scope = await db.BeginAsync(tenant, ct);
+        var conn = scope.Connection;
         var row = await conn.QuerySingleOrDefaultAsync<Row>("""
             UPDATE api_keys SET revoked_at = coalesce(revoked_at, now()) WHERE tenant_id = @tenant AND key_id = @id
             RETURNING key_id, name, scopes, created_at, revoked_at
             """, new { tenant, id }) ?? throw new NotFoundException($"API key {keyId} not found.");
+        await scope.CommitAsync(ct);
         return ToProto(row);
     }
 
@@ -78,7 +85,9 @@ public sealed class ApiKeys(NpgsqlDataSource db)
             || !Guid.TryParseExact(key.AsSpan(Prefix.Length, 32), "N", out var keyId)
             || !TryDecodeSecret(key[(Prefix.Length + 33)..], out var secret))
             return null;
-        await using var conn = await db.OpenConnectionAsync(ct);
+        // Cross-tenant by design: the key names its workspace only through its row.
+        await using var scope = await db.BeginCrossTenantAsync("API-key lookup: which workspace a key belongs to", ct);
+        var conn = scope.Connection;
         var row = await conn.QuerySingleOrDefaultAsync<(string TenantId, string[] Scopes, byte[] SecretHash)>(
             "SELECT tenant_id, scopes, secret_hash FROM api_keys WHERE key_id = @keyId AND revoked_at IS NULL", new { keyId });
         if (row.SecretHash is null || !CryptographicOperations.FixedTimeEquals(row.SecretHash, SHA256.HashData(secret))) return null;

@@ -1,3 +1,4 @@
+using Crm.BuildingBlocks.Data;
 using System.Collections.Concurrent;
 using Crm.BuildingBlocks.Errors;
 using Crm.BuildingBlocks.Tenancy;
@@ -16,7 +17,7 @@ public sealed record WorkspaceSettings(string TenantId, string Name, string Defa
 }
 
 /// <summary>Per-tenant settings, read often (every phone number needs the default region), so cached briefly.</summary>
-public sealed class Workspaces(NpgsqlDataSource dataSource)
+public sealed class Workspaces(TenantDb db)
 {
     private static readonly TimeSpan CacheFor = TimeSpan.FromSeconds(30);
     private readonly ConcurrentDictionary<string, (WorkspaceSettings Settings, DateTime Until)> _cache = new();
@@ -24,7 +25,8 @@ public sealed class Workspaces(NpgsqlDataSource dataSource)
     public async Task<WorkspaceSettings> GetAsync(string tenantId, CancellationToken ct)
     {
         if (_cache.TryGetValue(tenantId, out var hit) && hit.Until > DateTime.UtcNow) return hit.Settings;
-        await using var conn = await dataSource.OpenConnectionAsync(ct);
+        await using var scope = await db.BeginAsync(tenantId, ct);
+        var conn = scope.Connection;
         var settings = await conn.QuerySingleOrDefaultAsync<WorkspaceSettings>(
             "SELECT tenant_id AS TenantId, name, default_region AS DefaultRegion, time_zone AS TimeZone, created_at AS CreatedAt FROM workspaces WHERE tenant_id = @tenantId",
             new { tenantId })
@@ -45,7 +47,8 @@ public sealed class Workspaces(NpgsqlDataSource dataSource)
             v.Add("name", "must be 1 to 200 characters");
         v.ThrowIfInvalid();
 
-        await using var conn = await dataSource.OpenConnectionAsync(ct);
+        await using var scope = await db.BeginAsync(tenantId, ct);
+        var conn = scope.Connection;
         var settings = await conn.QuerySingleAsync<WorkspaceSettings>("""
             INSERT INTO workspaces (tenant_id, name, default_region, time_zone)
             VALUES (@tenantId, coalesce(@name, @tenantId), coalesce(@region, 'KR'), coalesce(@timeZone, 'Asia/Seoul'))
@@ -56,6 +59,7 @@ public sealed class Workspaces(NpgsqlDataSource dataSource)
                 updated_at = now()
             RETURNING tenant_id AS TenantId, name, default_region AS DefaultRegion, time_zone AS TimeZone, created_at AS CreatedAt
             """, new { tenantId, name, region, timeZone });
+        await scope.CommitAsync(ct);
         _cache.TryRemove(tenantId, out _);
         return settings;
     }

@@ -38,9 +38,9 @@ public sealed partial class DeliveryGrpcService
         // Claimed like any batch (so no worker takes them meanwhile), then suppressed through the
         // pipeline's own outcome write: status and reason, a timeline step, MessagesSuppressed.
         List<MessageRow> cancelled;
-        await using (var conn = await _db.OpenConnectionAsync(ct))
+        await using (var scope = await _db.BeginAsync(tenant, ct))
         {
-            cancelled = (await conn.QueryAsync<MessageRow>($"""
+            cancelled = (await scope.Connection.QueryAsync<MessageRow>($"""
                 UPDATE messages SET claimed_until = @until
                 WHERE (tenant_id, message_id) IN (
                     SELECT tenant_id, message_id FROM messages
@@ -55,6 +55,7 @@ public sealed partial class DeliveryGrpcService
                 tenant, now = now.UtcDateTime, until = (now + Pipeline.DeliveryPipeline.Lease).UtcDateTime,
                 ids = ids.ToArray(), campaignId = request.CampaignId, limit = MaxCancelled,
             })).AsList();
+            await scope.CommitAsync(ct);
         }
         var outcomes = new Pipeline.Outcomes(tenant, _clock);
         foreach (var m in cancelled) outcomes.Suppress(m, reason, null);

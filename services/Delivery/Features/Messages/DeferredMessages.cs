@@ -1,3 +1,4 @@
+using Crm.BuildingBlocks.Data;
 using Crm.Delivery.Pipeline;
 using Dapper;
 using Npgsql;
@@ -8,7 +9,7 @@ namespace Crm.Delivery.Features.Messages;
 /// Deferred messages wait in PostgreSQL (no delayed-message plugin): when their time comes they are
 /// claimed with FOR UPDATE SKIP LOCKED, so replicas share them, and go through the pipeline again.
 /// </summary>
-public sealed class DeferredMessages(NpgsqlDataSource db, DeliveryPipeline pipeline, DeliveryOptions options, TimeProvider clock, ILogger<DeferredMessages> logger)
+public sealed class DeferredMessages(TenantDb db, DeliveryPipeline pipeline, DeliveryOptions options, TimeProvider clock, ILogger<DeferredMessages> logger)
     : BackgroundService
 {
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
@@ -32,9 +33,10 @@ public sealed class DeferredMessages(NpgsqlDataSource db, DeliveryPipeline pipel
     {
         var now = clock.GetUtcNow().UtcDateTime;
         List<MessageRow> due;
-        await using (var conn = await db.OpenConnectionAsync(ct))
+        // The one poller over every tenant: messages whose wait is over, whoever they belong to.
+        await using (var scope = await db.BeginCrossTenantAsync("deferred-message poller", ct))
         {
-            due = (await conn.QueryAsync<MessageRow>($"""
+            due = (await scope.Connection.QueryAsync<MessageRow>($"""
                 UPDATE messages SET claimed_until = @until
                 WHERE (tenant_id, message_id) IN (
                     SELECT tenant_id, message_id FROM messages
@@ -44,6 +46,7 @@ public sealed class DeferredMessages(NpgsqlDataSource db, DeliveryPipeline pipel
                     FOR UPDATE SKIP LOCKED)
                 RETURNING {MessageRow.Columns}
                 """, new { now, until = now + DeliveryPipeline.Lease })).AsList();
+            await scope.CommitAsync(ct);
         }
         await pipeline.ProcessClaimedAsync(due, ct);
         return due.Count;

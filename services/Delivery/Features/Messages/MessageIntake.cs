@@ -1,3 +1,4 @@
+using Crm.BuildingBlocks.Data;
 using Crm.BuildingBlocks.Errors;
 using Crm.Contracts.Delivery;
 using Dapper;
@@ -10,7 +11,7 @@ namespace Crm.Delivery.Features.Messages;
 /// Accepts a message exactly once per idempotency key: a Redis SET NX answers repeats without
 /// touching PostgreSQL, and the unique (tenant, key) row is the truth when Redis does not know.
 /// </summary>
-public sealed class MessageIntake(NpgsqlDataSource db, IConnectionMultiplexer redis, DeliveryOptions options, TimeProvider clock)
+public sealed class MessageIntake(TenantDb db, IConnectionMultiplexer redis, DeliveryOptions options, TimeProvider clock)
 {
     private static readonly TimeSpan RememberKeysFor = TimeSpan.FromDays(7);
 
@@ -49,7 +50,8 @@ public sealed class MessageIntake(NpgsqlDataSource db, IConnectionMultiplexer re
             $"{options.RedisKeyPrefix}{{t:{tenant}}}:idem:{r.IdempotencyKey}", ids[i].ToString("N"), RememberKeysFor, When.NotExists)));
         var fresh = Enumerable.Range(0, requests.Count).Where(i => firsts[i]).ToList();
         var now = clock.GetUtcNow().UtcDateTime;
-        await using var conn = await db.OpenConnectionAsync(ct);
+        await using var scope = await db.BeginAsync(tenant, ct);
+        var conn = scope.Connection;
 
         async Task<List<MessageRow>> InsertClaimedAsync(List<int> take)
         {
@@ -91,7 +93,11 @@ public sealed class MessageIntake(NpgsqlDataSource db, IConnectionMultiplexer re
         }
 
         var claimed = await InsertClaimedAsync(fresh);
-        if (claimed.Count == requests.Count) return SplitScheduled(claimed, new Dictionary<string, Guid>());
+        if (claimed.Count == requests.Count)
+        {
+            await scope.CommitAsync(ct);
+            return SplitScheduled(claimed, new Dictionary<string, Guid>());
+        }
         // Keys Redis or the unique row had seen: their messages, wherever they are in the pipeline.
         var mine = claimed.Select(m => m.IdempotencyKey).ToHashSet(StringComparer.Ordinal);
         var repeats = await conn.QueryAsync<(string Key, Guid MessageId)>(
@@ -103,6 +109,7 @@ public sealed class MessageIntake(NpgsqlDataSource db, IConnectionMultiplexer re
         var lost = Enumerable.Range(0, requests.Count)
             .Where(i => !mine.Contains(requests[i].IdempotencyKey) && !known.ContainsKey(requests[i].IdempotencyKey)).ToList();
         claimed.AddRange(await InsertClaimedAsync(lost));
+        await scope.CommitAsync(ct);
         return SplitScheduled(claimed, known);
     }
 

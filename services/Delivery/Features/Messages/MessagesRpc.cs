@@ -66,7 +66,8 @@ public sealed partial class DeliveryGrpcService
             beforeAt = new DateTime(ticks, DateTimeKind.Utc);
             beforeId = last;
         }
-        await using var conn = await _db.OpenConnectionAsync(context.CancellationToken);
+        await using var scope = await _db.BeginAsync(caller.TenantId, context.CancellationToken);
+        var conn = scope.Connection;
         var rows = (await conn.QueryAsync<MessageRow>($"""
             SELECT {MessageRow.Columns} FROM messages
             WHERE tenant_id = @tenant
@@ -120,7 +121,8 @@ public sealed partial class DeliveryGrpcService
 
     private async Task<Message?> LoadAsync(string tenant, Guid id, CancellationToken ct)
     {
-        await using var conn = await _db.OpenConnectionAsync(ct);
+        await using var scope = await _db.BeginAsync(tenant, ct);
+        var conn = scope.Connection;
         var row = await conn.QuerySingleOrDefaultAsync<MessageRow>(
             $"SELECT {MessageRow.Columns} FROM messages WHERE tenant_id = @tenant AND message_id = @id", new { tenant, id });
         if (row is null) return null;

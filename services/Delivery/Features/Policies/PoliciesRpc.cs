@@ -33,8 +33,8 @@ public sealed partial class DeliveryGrpcService
         v.ThrowIfInvalid();
 
         var tenant = caller.TenantId;
-        await using var conn = await _db.OpenConnectionAsync(context.CancellationToken);
-        await using var tx = await conn.BeginTransactionAsync(context.CancellationToken);
+        await using var scope = await _db.BeginAsync(tenant, context.CancellationToken);
+        var (conn, tx) = scope;
         await conn.ExecuteAsync("DELETE FROM cap_rules WHERE tenant_id = @tenant", new { tenant }, tx);
         foreach (var r in request.Rules)
             await conn.ExecuteAsync("""
@@ -70,13 +70,15 @@ public sealed partial class DeliveryGrpcService
         if (!TimeOnly.TryParseExact(q.End, "HH:mm", CultureInfo.InvariantCulture, DateTimeStyles.None, out _)) v.Add("quiet_hours.end", "must be HH:mm, e.g. 08:00");
         if (q.TimeZone.Length > 0 && !TimeZoneInfo.TryFindSystemTimeZoneById(q.TimeZone, out _)) v.Add("quiet_hours.time_zone", $"'{q.TimeZone}' is not an IANA time zone");
         v.ThrowIfInvalid();
-        await using var conn = await _db.OpenConnectionAsync(context.CancellationToken);
+        await using var scope = await _db.BeginAsync(caller.TenantId, context.CancellationToken);
+        var conn = scope.Connection;
         await EnsureSettingsAsync(conn, null, caller.TenantId);
         await conn.ExecuteAsync("""
             UPDATE delivery_settings SET quiet_enabled = @Enabled, quiet_start = @Start, quiet_end = @End,
                 time_zone = coalesce(nullif(@TimeZone, ''), time_zone)
             WHERE tenant_id = @tenant
             """, new { tenant = caller.TenantId, q.Enabled, q.Start, q.End, q.TimeZone });
+        await scope.CommitAsync(context.CancellationToken);
         _policies.Invalidate(caller.TenantId);
         return await GetQuietHours(new GetQuietHoursRequest(), context);
     }
@@ -101,7 +103,8 @@ public sealed partial class DeliveryGrpcService
             CheckUnsubscribe(v, "profile.unsubscribe_mailto", () => Channels.AdvertisingForm.UnsubscribeHeaders(null, p.UnsubscribeMailto));
         if (p.TimeZone.Length > 0 && !TimeZoneInfo.TryFindSystemTimeZoneById(p.TimeZone, out _)) v.Add("profile.time_zone", $"'{p.TimeZone}' is not an IANA time zone");
         v.ThrowIfInvalid();
-        await using var conn = await _db.OpenConnectionAsync(context.CancellationToken);
+        await using var scope = await _db.BeginAsync(caller.TenantId, context.CancellationToken);
+        var conn = scope.Connection;
         await EnsureSettingsAsync(conn, null, caller.TenantId);
         await conn.ExecuteAsync("""
             UPDATE delivery_settings SET sender_name = @SenderName, opt_out_number = @OptOutNumber,
@@ -109,6 +112,7 @@ public sealed partial class DeliveryGrpcService
                 time_zone = coalesce(nullif(@TimeZone, ''), time_zone)
             WHERE tenant_id = @tenant
             """, new { tenant = caller.TenantId, p.SenderName, p.OptOutNumber, p.UnsubscribeUrl, p.UnsubscribeMailto, p.TimeZone });
+        await scope.CommitAsync(context.CancellationToken);
         _policies.Invalidate(caller.TenantId);
         return p;
     }
@@ -151,8 +155,8 @@ public sealed partial class DeliveryGrpcService
 
         var tenant = caller.TenantId;
         var channel = a.Channel == Channel.Sms ? "sms" : "email";
-        await using var conn = await _db.OpenConnectionAsync(context.CancellationToken);
-        await using var tx = await conn.BeginTransactionAsync(context.CancellationToken);
+        await using var scope = await _db.BeginAsync(tenant, context.CancellationToken);
+        var (conn, tx) = scope;
         if (a.IsDefault)
             await conn.ExecuteAsync("UPDATE provider_accounts SET is_default = false WHERE tenant_id = @tenant AND channel = @channel", new { tenant, channel }, tx);
         await conn.ExecuteAsync("""

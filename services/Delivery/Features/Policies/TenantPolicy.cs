@@ -1,3 +1,4 @@
+using Crm.BuildingBlocks.Data;
 using System.Collections.Concurrent;
 using System.Text.Json;
 using Crm.Delivery.Channels;
@@ -52,7 +53,7 @@ public sealed record TenantPolicy(string TenantId, DeliverySettings Settings, IR
             : Accounts.Where(a => a.Channel == channel).OrderByDescending(a => a.IsDefault).FirstOrDefault();
 }
 
-public sealed class TenantPolicies(NpgsqlDataSource db, SecretBox secrets, TimeProvider clock)
+public sealed class TenantPolicies(TenantDb db, SecretBox secrets, TimeProvider clock)
 {
     private static readonly TimeSpan CacheFor = TimeSpan.FromSeconds(5);
     private readonly ConcurrentDictionary<string, (TenantPolicy Policy, DateTimeOffset Until)> _cache = new();
@@ -60,7 +61,8 @@ public sealed class TenantPolicies(NpgsqlDataSource db, SecretBox secrets, TimeP
     public async Task<TenantPolicy> GetAsync(string tenant, CancellationToken ct)
     {
         if (_cache.TryGetValue(tenant, out var hit) && hit.Until > clock.GetUtcNow()) return hit.Policy;
-        await using var conn = await db.OpenConnectionAsync(ct);
+        await using var scope = await db.BeginAsync(tenant, ct);
+        var conn = scope.Connection;
         var settings = await conn.QuerySingleOrDefaultAsync<DeliverySettings>("""
             SELECT quiet_enabled AS QuietEnabled, quiet_start AS QuietStart, quiet_end AS QuietEnd, time_zone AS TimeZone,
                    transactional_hourly_limit AS TransactionalHourlyLimit, sender_name AS SenderName, opt_out_number AS OptOutNumber,

@@ -1,3 +1,4 @@
+using Crm.BuildingBlocks.Data;
 using Crm.Contracts.Contacts;
 using Dapper;
 using MassTransit;
@@ -9,12 +10,13 @@ namespace Crm.Delivery.Features.Projections;
 // Events are applied last-writer-wins by their OccurredAt, so a redelivered or reordered event
 // changes nothing (no inbox table needed).
 
-public sealed class ContactUpsertedConsumer(NpgsqlDataSource db) : IConsumer<ContactUpserted>
+public sealed class ContactUpsertedConsumer(TenantDb db) : IConsumer<ContactUpserted>
 {
     public async Task Consume(ConsumeContext<ContactUpserted> context)
     {
         var e = context.Message;
-        await using var conn = await db.OpenConnectionAsync(context.CancellationToken);
+        await using var scope = await db.BeginAsync(e.TenantId, context.CancellationToken);
+        var conn = scope.Connection;
         await conn.ExecuteAsync("""
             INSERT INTO contact_channels (tenant_id, contact_id, email, phone, time_zone, suppressed, version_at)
             VALUES (@TenantId, @ContactId, @Email, @Phone, @TimeZone, @Suppressed, @OccurredAt)
@@ -26,30 +28,34 @@ public sealed class ContactUpsertedConsumer(NpgsqlDataSource db) : IConsumer<Con
                 email_unreachable = contact_channels.email_unreachable AND contact_channels.email IS NOT DISTINCT FROM excluded.email
             WHERE contact_channels.version_at <= excluded.version_at AND NOT contact_channels.erased
             """, new { e.TenantId, e.ContactId, e.Email, e.Phone, e.TimeZone, e.Suppressed, e.OccurredAt });
+        await scope.CommitAsync(context.CancellationToken);
     }
 }
 
-public sealed class ConsentChangedConsumer(NpgsqlDataSource db) : IConsumer<ConsentChanged>
+public sealed class ConsentChangedConsumer(TenantDb db) : IConsumer<ConsentChanged>
 {
     public async Task Consume(ConsumeContext<ConsentChanged> context)
     {
         var e = context.Message;
-        await using var conn = await db.OpenConnectionAsync(context.CancellationToken);
+        await using var scope = await db.BeginAsync(e.TenantId, context.CancellationToken);
+        var conn = scope.Connection;
         await conn.ExecuteAsync("""
             INSERT INTO contact_consents (tenant_id, contact_id, channel, purpose, status, changed_at)
             VALUES (@TenantId, @ContactId, @Channel, @Purpose, @Status, @OccurredAt)
             ON CONFLICT (tenant_id, contact_id, channel, purpose) DO UPDATE SET status = excluded.status, changed_at = excluded.changed_at
             WHERE contact_consents.changed_at <= excluded.changed_at
             """, new { e.TenantId, e.ContactId, e.Channel, e.Purpose, e.Status, e.OccurredAt });
+        await scope.CommitAsync(context.CancellationToken);
     }
 }
 
-public sealed class ContactErasedConsumer(NpgsqlDataSource db) : IConsumer<ContactErased>
+public sealed class ContactErasedConsumer(TenantDb db) : IConsumer<ContactErased>
 {
     public async Task Consume(ConsumeContext<ContactErased> context)
     {
         var e = context.Message;
-        await using var conn = await db.OpenConnectionAsync(context.CancellationToken);
+        await using var scope = await db.BeginAsync(e.TenantId, context.CancellationToken);
+        var conn = scope.Connection;
         await conn.ExecuteAsync("""
             INSERT INTO contact_channels (tenant_id, contact_id, erased, suppressed, version_at)
             VALUES (@TenantId, @ContactId, true, true, @OccurredAt)
@@ -57,6 +63,7 @@ public sealed class ContactErasedConsumer(NpgsqlDataSource db) : IConsumer<Conta
                 email = NULL, phone = NULL, time_zone = NULL, version_at = greatest(contact_channels.version_at, excluded.version_at);
             DELETE FROM contact_consents WHERE tenant_id = @TenantId AND contact_id = @ContactId;
             """, new { e.TenantId, e.ContactId, e.OccurredAt });
+        await scope.CommitAsync(context.CancellationToken);
     }
 }
 

@@ -1,3 +1,4 @@
+using Crm.BuildingBlocks.Data;
 using Crm.BuildingBlocks.Outbox;
 using Crm.Contracts.Delivery;
 using Crm.Delivery.Channels.Sms;
@@ -26,7 +27,7 @@ public static class TwilioIncomingMessages
     }
 
     private static async Task<IResult> HandleAsync(string tenant, string account, HttpRequest request, TenantPolicies policies,
-        NpgsqlDataSource db, DeliveryOptions options, TimeProvider clock, CancellationToken ct)
+        TenantDb db, DeliveryOptions options, TimeProvider clock, CancellationToken ct)
     {
         var (form, refusal) = await TwilioWebhooks.ReadSignedAsync(tenant, account, "incoming", request, policies, options, ct);
         if (refusal is not null) return refusal;
@@ -37,8 +38,8 @@ public static class TwilioIncomingMessages
         {
             var reply = new SmsReplyReceived(tenant, from, form["To"].ToString(), body, form["MessageSid"].ToString(),
                 OptOutKeywords.IsOptOut(body), clock.GetUtcNow());
-            await using var conn = await db.OpenConnectionAsync(ct);
-            await using var tx = await conn.BeginTransactionAsync(ct);
+            await using var scope = await db.BeginAsync(tenant, ct);
+            var (conn, tx) = scope;
             await Outbox.EnqueueAsync(conn, tx, reply);
             await tx.CommitAsync(ct);
         }

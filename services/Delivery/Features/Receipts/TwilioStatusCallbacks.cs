@@ -1,3 +1,4 @@
+using Crm.BuildingBlocks.Data;
 using Crm.Delivery.Channels.Sms;
 using Crm.Delivery.Features.Policies;
 using Dapper;
@@ -25,7 +26,7 @@ public static class TwilioStatusCallbacks
     }
 
     private static async Task<IResult> HandleAsync(string tenant, string account, HttpRequest request, TenantPolicies policies,
-        NpgsqlDataSource db, DeliveryOptions options, TimeProvider clock, CancellationToken ct)
+        TenantDb db, DeliveryOptions options, TimeProvider clock, CancellationToken ct)
     {
         var (form, refusal) = await TwilioWebhooks.ReadSignedAsync(tenant, account, "status", request, policies, options, ct);
         if (refusal is not null) return refusal;
@@ -40,7 +41,8 @@ public static class TwilioStatusCallbacks
         };
         if (next is null || sid.Length == 0) return Results.NoContent(); // queued, sent, ...: nothing to record
         var now = clock.GetUtcNow().UtcDateTime;
-        await using var conn = await db.OpenConnectionAsync(ct);
+        await using var scope = await db.BeginAsync(tenant, ct);
+        var conn = scope.Connection;
         await conn.ExecuteAsync("""
             WITH m AS (
                 UPDATE messages m SET status = @next, reason = @reason, updated_at = @now
@@ -50,6 +52,7 @@ public static class TwilioStatusCallbacks
                 RETURNING m.tenant_id, m.message_id)
             INSERT INTO message_events (tenant_id, message_id, status, reason, at) SELECT tenant_id, message_id, @next, @reason, @now FROM m
             """, new { next, reason, now, tenant, sid });
+        await scope.CommitAsync(ct);
         return Results.NoContent();
     }
 }

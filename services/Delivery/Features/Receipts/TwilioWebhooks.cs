@@ -16,6 +16,8 @@ internal static class TwilioWebhooks
     public static async Task<(IFormCollection? Form, IResult? Refusal)> ReadSignedAsync(string tenant, string account, string kind,
         HttpRequest request, TenantPolicies policies, DeliveryOptions options, CancellationToken ct)
     {
+        // A path naming no possible tenant is refused before anything is read or looked up.
+        if (!Crm.BuildingBlocks.Tenancy.TenantIds.IsValid(tenant)) return (null, Results.NotFound());
         if (!request.HasFormContentType) return (null, Results.BadRequest());
         var form = await request.ReadFormAsync(ct);
         var policy = await policies.GetAsync(tenant, ct);
