@@ -13,13 +13,16 @@ public sealed partial class ContactsGrpcService : ContactsService.ContactsServic
     private readonly NpgsqlDataSource _db;
     private readonly Workspaces.Workspaces _workspaces;
     private readonly Imports.ImportSlots _importSlots;
+    private readonly Imports.TableStatistics _statistics;
     private readonly ILogger<ContactsGrpcService> _logger;
 
-    public ContactsGrpcService(NpgsqlDataSource db, Workspaces.Workspaces workspaces, Imports.ImportSlots importSlots, ILogger<ContactsGrpcService> logger)
+    public ContactsGrpcService(NpgsqlDataSource db, Workspaces.Workspaces workspaces, Imports.ImportSlots importSlots,
+        Imports.TableStatistics statistics, ILogger<ContactsGrpcService> logger)
     {
         _db = db;
         _workspaces = workspaces;
         _importSlots = importSlots;
+        _statistics = statistics;
         _logger = logger;
     }
 }
