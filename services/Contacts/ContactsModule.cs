@@ -33,6 +33,8 @@ public static class ContactsModule
         services.AddSingleton<Workspaces>();
         services.AddSingleton<Features.Workspaces.ApiKeys>();
         services.AddSingleton<Features.Imports.ImportSlots>();
+        services.AddSingleton<Features.Imports.TableStatistics>();
+        services.AddHostedService(sp => sp.GetRequiredService<Features.Imports.TableStatistics>());
 
         var app = builder.Build();
         app.MapServiceDefaults();

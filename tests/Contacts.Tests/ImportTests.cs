@@ -30,6 +30,14 @@ public sealed class ImportTests(ContactsFixture fx)
         Assert.Contains("negative", error.Reason);
         Assert.Equal(27, result.OrdersCreated);
         Assert.Equal(20, result.ContactsCreated);
+        // Rows without a customer id are guest orders, counted apart (and among orders_created).
+        await using (var db = new NpgsqlConnection(fx.ConnectionString))
+        {
+            var guests = await db.ExecuteScalarAsync<long>("SELECT count(*) FROM orders WHERE tenant_id = @t AND contact_id IS NULL", new { t });
+            Assert.InRange(guests, 1, 26);
+            Assert.Equal(guests, result.GuestOrdersCreated);
+        }
+        Assert.Equal(result.GuestOrdersCreated, (await fx.Client.GetImportAsync(new GetImportRequest { ImportId = result.ImportId }, fx.As(t))).GuestOrdersCreated);
 
         // Customer 13085 ("13085.0" in the file) bought twice: 651.10 GBP, exactly.
         var summary = await fx.Client.GetContactSummaryAsync(new GetContactSummaryRequest { Contact = new ContactRef { ExternalId = "13085" } }, fx.As(t));
@@ -356,6 +364,8 @@ public sealed class ImportTests(ContactsFixture fx)
         } while (progress.RowsRead == 0 && DateTime.UtcNow < deadline);
         Assert.Equal(ImportStatus.Running, progress.Status);
         Assert.InRange(progress.RowsRead, 1, 19_999);
+        // The import's transaction began before this moment (it has read rows), and it cannot end before it.
+        var midway = DateTime.UtcNow;
 
         await call.RequestStream.WriteAsync(new ImportChunk { Data = ByteString.CopyFrom(data, half, data.Length - half) });
         await call.RequestStream.CompleteAsync();
@@ -363,9 +373,46 @@ public sealed class ImportTests(ContactsFixture fx)
         Assert.Equal(ImportStatus.Completed, done.Status);
         Assert.Equal(20_000, done.RowsAccepted);
         Assert.Equal(5_000, done.OrdersCreated);
+        Assert.True(done.FinishedAt.ToDateTime() >= midway, $"finished at {done.FinishedAt}, before the last rows were sent at {midway:O}");
+        Assert.Equal(done.FinishedAt, (await fx.Client.GetImportAsync(new GetImportRequest { ImportId = importId }, fx.As(t))).FinishedAt);
 
         // Other tenants cannot see the import.
         await Rpc.FailsWith(StatusCode.NotFound, () => fx.Client.GetImportAsync(new GetImportRequest { ImportId = importId }, fx.As(ContactsFixture.NewTenant())).ResponseAsync);
+    }
+
+    [Fact]
+    public async Task Should_analyse_orders_after_an_import_that_grows_them_substantially()
+    {
+        // Right after a large load the planner still sees the table as it was: the import analyses it.
+        // last_analyze moves only for a manual ANALYZE (autovacuum's is last_autoanalyze).
+        await using var conn = new NpgsqlConnection(fx.ConnectionString);
+        var before = await conn.QuerySingleAsync<(DateTime? LastAnalyze, double Tuples)>("""
+            SELECT s.last_analyze, greatest(c.reltuples, 0)::float8 FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid WHERE s.relname = 'orders'
+            """);
+        // More than the function's threshold: a tenth of the table and at least 10,000 orders.
+        var orders = (int)Math.Max(12_000, before.Tuples * 0.2 + 2_000);
+        var t = ContactsFixture.NewTenant();
+        var csv = new StringBuilder("order,customer,when,sku,qty,price\n");
+        for (var i = 0; i < orders; i++) csv.Append(System.Globalization.CultureInfo.InvariantCulture, $"A{i},c{i % 700},2026-01-05T10:00:00Z,s{i % 7},1,2\n");
+        var mapping = new TransactionColumns { OrderId = "order", CustomerId = "customer", OccurredAt = "when", Sku = "sku", Quantity = "qty", UnitPrice = "price", FixedCurrency = "KRW" };
+        var result = await Imports.SendAsync(fx.Client.ImportTransactions(fx.As(t)), new ImportHeader { FileName = "grow.csv", Transactions = mapping },
+            Encoding.UTF8.GetBytes(csv.ToString()), 64 * 1024);
+        Assert.Equal(orders, result.OrdersCreated);
+
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (true)
+        {
+            var after = await conn.QuerySingleAsync<(DateTime? LastAnalyze, double Tuples)>("""
+                SELECT s.last_analyze, c.reltuples::float8 FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid WHERE s.relname = 'orders'
+                """);
+            if (after.LastAnalyze > (before.LastAnalyze ?? DateTime.MinValue))
+            {
+                Assert.True(after.Tuples >= before.Tuples + orders * 0.5, $"reltuples {after.Tuples} after adding {orders} to {before.Tuples}");
+                break;
+            }
+            Assert.True(DateTime.UtcNow < deadline, "orders was not analysed after the import");
+            await Task.Delay(100);
+        }
     }
 
     private async Task<(long Orders, long Lines, long AnonymousLines)> CountsAsync(string tenant)

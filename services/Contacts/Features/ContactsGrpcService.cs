@@ -14,13 +14,16 @@ public sealed partial class ContactsGrpcService : ContactsService.ContactsServic
     private readonly TenantDb _db;
     private readonly Workspaces.Workspaces _workspaces;
     private readonly Imports.ImportSlots _importSlots;
+    private readonly Imports.TableStatistics _statistics;
     private readonly ILogger<ContactsGrpcService> _logger;
 
-    public ContactsGrpcService(TenantDb db, Workspaces.Workspaces workspaces, Imports.ImportSlots importSlots, ILogger<ContactsGrpcService> logger)
+    public ContactsGrpcService(TenantDb db, Workspaces.Workspaces workspaces, Imports.ImportSlots importSlots,
+        Imports.TableStatistics statistics, ILogger<ContactsGrpcService> logger)
     {
         _db = db;
         _workspaces = workspaces;
         _importSlots = importSlots;
+        _statistics = statistics;
         _logger = logger;
     }
 }

@@ -105,7 +105,7 @@ public sealed class ContactImport(ContactColumns mapping, WorkspaceSettings work
             SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM upserted
             """, new { tenant = run.Tenant, contactType = Outbox.TypeName<ContactUpserted>() }, tx, commandTimeout: 0, cancellationToken: ct));
 
-        await run.CompleteAsync(conn, tx, counts.Created, counts.Updated, 0);
+        await run.CompleteAsync(conn, tx, counts.Created, counts.Updated, 0, 0);
         await tx.CommitAsync(ct);
         return counts;
     }

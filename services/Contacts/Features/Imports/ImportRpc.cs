@@ -98,8 +98,10 @@ public sealed partial class ContactsGrpcService
         _logger.LogInformation("Import {ImportId} ({Kind}) of {Tenant}: {Accepted} rows accepted, {Rejected} rejected",
             run.ImportId, kind, tenant, run.RowsAccepted, run.RowsRejected);
         await using var scope = await _db.BeginAsync(tenant, ct);
-        var conn = scope.Connection;
-        return await LoadImportAsync(conn, tenant, run.ImportId);
+        var result = await LoadImportAsync(scope.Connection, tenant, run.ImportId);
+        _statistics.Grew("orders", result.OrdersCreated);
+        _statistics.Grew("contacts", result.ContactsCreated);
+        return result;
     }
 
     private static async Task<Import> LoadImportAsync(Npgsql.NpgsqlConnection conn, string tenant, Guid importId)
@@ -119,6 +121,7 @@ public sealed partial class ContactsGrpcService
             ContactsCreated = row.ContactsCreated,
             ContactsUpdated = row.ContactsUpdated,
             OrdersCreated = row.OrdersCreated,
+            GuestOrdersCreated = row.GuestOrdersCreated,
             StartedAt = Timestamps.Of(row.StartedAt),
             FinishedAt = Timestamps.OfNullable(row.FinishedAt),
             Failure = row.Failure ?? "",
@@ -142,6 +145,7 @@ internal sealed class ImportRow
     public long ContactsCreated { get; set; }
     public long ContactsUpdated { get; set; }
     public long OrdersCreated { get; set; }
+    public long GuestOrdersCreated { get; set; }
     public string? Failure { get; set; }
     public DateTime StartedAt { get; set; }
     public DateTime? FinishedAt { get; set; }

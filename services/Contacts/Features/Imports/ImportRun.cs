@@ -133,13 +133,18 @@ public sealed class ImportRun : IAsyncDisposable
         await FlushAsync(ct);
     }
 
-    /// <summary>Final counts, written in the import's own transaction so they commit with the data.</summary>
-    public Task CompleteAsync(NpgsqlConnection conn, NpgsqlTransaction tx, long contactsCreated, long contactsUpdated, long ordersCreated) =>
+    /// <summary>
+    /// Final counts, written in the import's own transaction so they commit with the data. The end is
+    /// clock_timestamp(): now() is the time the transaction began, at the start of the import.
+    /// </summary>
+    public Task CompleteAsync(NpgsqlConnection conn, NpgsqlTransaction tx, long contactsCreated, long contactsUpdated,
+        long ordersCreated, long guestOrdersCreated) =>
         conn.ExecuteAsync("""
             UPDATE imports SET status = 'completed', rows_read = @RowsRead, rows_accepted = @RowsAccepted, rows_rejected = @RowsRejected,
-                contacts_created = @contactsCreated, contacts_updated = @contactsUpdated, orders_created = @ordersCreated, finished_at = now()
+                contacts_created = @contactsCreated, contacts_updated = @contactsUpdated, orders_created = @ordersCreated,
+                guest_orders_created = @guestOrdersCreated, finished_at = clock_timestamp()
             WHERE tenant_id = @Tenant AND import_id = @ImportId
-            """, new { RowsRead, RowsAccepted, RowsRejected, contactsCreated, contactsUpdated, ordersCreated, Tenant, ImportId }, tx);
+            """, new { RowsRead, RowsAccepted, RowsRejected, contactsCreated, contactsUpdated, ordersCreated, guestOrdersCreated, Tenant, ImportId }, tx);
 
     public async Task FailAsync(string reason)
     {
@@ -147,7 +152,7 @@ public sealed class ImportRun : IAsyncDisposable
         await using var scope = await _db.BeginAsync(Tenant);
         await scope.Connection.ExecuteAsync(
             """
-            UPDATE imports SET status = 'failed', failure = @reason, contacts_created = @contactsCreated, finished_at = now()
+            UPDATE imports SET status = 'failed', failure = @reason, contacts_created = @contactsCreated, finished_at = clock_timestamp()
             WHERE tenant_id = @Tenant AND import_id = @ImportId
             """, new { reason, contactsCreated = ContactsCreatedOutsideTransaction, Tenant, ImportId });
         await scope.CommitAsync();

@@ -18,6 +18,13 @@ internal sealed class PgBinaryCopy
     public PgBinaryCopy(int capacity)
     {
         _buffer = new ArrayBufferWriter<byte>(capacity);
+        Reset();
+    }
+
+    /// <summary>Starts a new COPY stream in the same buffer (the previous one must have been sent).</summary>
+    public void Reset()
+    {
+        _buffer.ResetWrittenCount();
         _buffer.Write(Signature);
         Int32(0); // flags
         Int32(0); // header extension length

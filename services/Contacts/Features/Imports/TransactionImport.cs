@@ -47,7 +47,9 @@ public sealed class TransactionImport
     private const int BatchRows = 65_536;
 
     private readonly TransactionColumns _m;
-    private long _ordersCreated;
+    private long _ordersCreated, _guestOrdersCreated;
+    /// <summary>The writer's COPY buffer, reused batch after batch (it grows to the largest batch once).</summary>
+    private readonly PgBinaryCopy _copy = new(1 << 22);
     private readonly ImportRun _run;
     private readonly TimeZoneInfo _zone;
     private readonly string _fixedCurrency;
@@ -86,6 +88,7 @@ public sealed class TransactionImport
 
         await using var scope = await db.BeginAsync(_run.Tenant, ct);
         var (conn, tx) = scope;
+        await conn.ExecuteAsync(CreateStaging, transaction: tx);
         var parsed = System.Threading.Channels.Channel.CreateBounded<Batch>(new BoundedChannelOptions(1) { SingleReader = true, SingleWriter = true });
         var resolved = System.Threading.Channels.Channel.CreateBounded<Batch>(new BoundedChannelOptions(1) { SingleReader = true, SingleWriter = true });
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(ct);
@@ -95,7 +98,11 @@ public sealed class TransactionImport
         {
             // A stage's failure reaches the writer through the channels and is thrown here.
             await foreach (var batch in resolved.Reader.ReadAllAsync(ct))
+            {
                 await WriteBatchAsync(conn, tx, batch, ct);
+                batch.Reset();
+                _spare.Enqueue(batch);
+            }
         }
         finally
         {
@@ -112,17 +119,25 @@ public sealed class TransactionImport
             }
         }
         await _run.FinishReadingAsync(ct);
-        await _run.CompleteAsync(conn, tx, _run.ContactsCreatedOutsideTransaction, 0, _ordersCreated);
+        await _run.CompleteAsync(conn, tx, _run.ContactsCreatedOutsideTransaction, 0, _ordersCreated, _guestOrdersCreated);
         await tx.CommitAsync(ct);
         return (_ordersCreated, _run.ContactsCreatedOutsideTransaction);
     }
+
+    /// <summary>
+    /// Batches the writer is done with: their buffers (megabytes each) are reused rather than
+    /// allocated again for every 65,536 rows and zeroed by the runtime and the kernel.
+    /// </summary>
+    private readonly System.Collections.Concurrent.ConcurrentQueue<Batch> _spare = new();
+
+    private Batch NextBatch() => _spare.TryDequeue(out var b) ? b : new Batch();
 
     private async Task ParseAsync(CsvReader csv, ChannelWriter<Batch> output, CancellationToken ct)
     {
         try
         {
             var columns = csv.FieldCount;
-            var batch = new Batch();
+            var batch = NextBatch();
             Fragment? run = null;
             while (await csv.ReadAsync(ct))
             {
@@ -138,11 +153,11 @@ public sealed class TransactionImport
                         run = batch.StartFragment(item.OrderId, item.CustomerId, item.At.Utc, item.At.Offset, item.Currency, item.Status);
                     }
                     batch.AddLine(run, csv.Span(_iSku), _iName >= 0 ? csv.Span(_iName) : default, _iCategory >= 0 ? csv.Span(_iCategory) : default,
-                        item.Quantity, item.UnitPrice);
+                        item.Quantity, csv.Span(_iQty), item.UnitPrice, csv.Span(_iPrice));
                     if (++batch.Rows == BatchRows)
                     {
                         await output.WriteAsync(batch, ct);
-                        batch = new Batch();
+                        batch = NextBatch();
                         run = null;
                     }
                 }
@@ -168,7 +183,8 @@ public sealed class TransactionImport
         var appended = batch.Orders.Where(f => known.TryGetValue(f.OrderId, out var ours) && ours).ToList();
         foreach (var f in fresh) _written.Add(f.OrderId);
 
-        var copy = new PgBinaryCopy(fresh.Count * 512 + 64);
+        var copy = _copy;
+        copy.Reset();
         foreach (var f in fresh)
         {
             copy.StartRow(10);
@@ -195,6 +211,7 @@ public sealed class TransactionImport
             await copying;
         }
         _ordersCreated += fresh.Count;
+        _guestOrdersCreated += fresh.Count(f => f.CustomerId is null);
         await Outbox.EnqueueSerializedAsync<TransactionsRecorded>(conn, tx, payloads);
 
         // An order whose items were not all consecutive gets the later ones appended, and is announced
@@ -216,22 +233,37 @@ public sealed class TransactionImport
         await Outbox.EnqueueManyAsync(conn, tx, appendedEvents.Chunk(OrdersPerEvent).Select(c => new TransactionsRecorded(_run.Tenant, c)));
     }
 
-    private const string OrderColumns = "tenant_id, order_id, contact_id, occurred_at, utc_offset_minutes, currency, total, status, lines, import_id";
-
     /// <summary>
-    /// PostgreSQL refuses COPY FROM into a table under row-level security, so the rows are copied into
-    /// a temporary table of the transaction (no policies; only this session sees it) and moved into
-    /// `orders` with one INSERT, which the tenant policy checks row by row.
+    /// The batch's new orders go through a staging table: PostgreSQL refuses COPY FROM into a table
+    /// with row-level security, so they are COPYed into a temporary table (private to this session,
+    /// no policies, no indexes, no WAL) and moved into `orders` by one INSERT … SELECT, where the
+    /// policies' WITH CHECK applies to every row. The staging table holds one batch at a time, so it
+    /// stays within the session's temp buffers.
     /// </summary>
     private static async Task CopyOrdersAsync(NpgsqlConnection conn, ReadOnlyMemory<byte> rows, CancellationToken ct)
     {
-        await conn.ExecuteAsync(new CommandDefinition(
-            "CREATE TEMP TABLE IF NOT EXISTS import_orders (LIKE orders INCLUDING DEFAULTS) ON COMMIT DROP", cancellationToken: ct));
-        await using (var stream = await conn.BeginRawBinaryCopyAsync($"COPY import_orders ({OrderColumns}) FROM STDIN (FORMAT BINARY)", ct))
+        await using (var truncate = new NpgsqlCommand("TRUNCATE import_orders", conn))
+            await truncate.ExecuteNonQueryAsync(ct);
+        await using (var stream = await conn.BeginRawBinaryCopyAsync(
+            $"COPY import_orders ({OrderColumns}) FROM STDIN (FORMAT BINARY)", ct))
             await stream.WriteAsync(rows, ct);
-        await conn.ExecuteAsync(new CommandDefinition(
-            $"INSERT INTO orders ({OrderColumns}) SELECT {OrderColumns} FROM import_orders; TRUNCATE import_orders", cancellationToken: ct));
+        await using var insert = new NpgsqlCommand($"INSERT INTO orders ({OrderColumns}) SELECT {OrderColumns} FROM import_orders", conn);
+        await insert.ExecuteNonQueryAsync(ct);
     }
+
+    private const string OrderColumns = "tenant_id, order_id, contact_id, occurred_at, utc_offset_minutes, currency, total, status, lines, import_id";
+
+    /// <summary>
+    /// The staging table of <see cref="CopyOrdersAsync"/>, dropped at the end of the import's
+    /// transaction. Its lines are compressed as orders' are, so a large order's items move into
+    /// `orders` as they are instead of being compressed twice.
+    /// </summary>
+    private const string CreateStaging = """
+        CREATE TEMP TABLE import_orders (
+            tenant_id text, order_id text, contact_id uuid, occurred_at timestamptz, utc_offset_minutes int,
+            currency text, total numeric(20,4), status text, lines json COMPRESSION lz4, import_id uuid
+        ) ON COMMIT DROP
+        """;
 
     /// <summary>
     /// Which of the order ids exist, and whether this import wrote them (only the import's own
@@ -288,7 +320,7 @@ public sealed class TransactionImport
                 }
                 if (unknown.Count > 0)
                 {
-                    (var ids, created) = await PurchaseContacts.EnsureAsync(conn, null, _run.Tenant, [.. unknown], ct);
+                    (var ids, created) = await PurchaseContacts.EnsureAsync(conn, scope.Transaction, _run.Tenant, [.. unknown], ct, mostlyNew: true);
                     if (_knownContacts.Count + ids.Count > KnownContactsLimit) _knownContacts.Clear();
                     foreach (var (externalId, contactId) in ids) batch.Contacts[externalId] = _knownContacts[externalId] = contactId;
                 }
@@ -437,11 +469,22 @@ public sealed class TransactionImport
     /// </summary>
     private sealed class Batch
     {
-        private readonly ArrayBufferWriter<byte> _arena = new(BatchRows * 48);
+        private readonly ArrayBufferWriter<byte> _arena = new(BatchRows * 64);
         private readonly List<(int Start, int Length)> _skus = new(BatchRows);
         private readonly List<(int Start, int Length)> _categories = [];
 
         public int Rows { get; set; }
+
+        public void Reset()
+        {
+            _arena.ResetWrittenCount();
+            _skus.Clear();
+            _categories.Clear();
+            Rows = 0;
+            Fragments.Clear();
+            Contacts.Clear();
+            Orders.Clear();
+        }
         public List<Fragment> Fragments { get; } = [];
 
         /// <summary>The contact of each customer of the batch's orders not recorded before (filled in by the resolver).</summary>
@@ -461,7 +504,8 @@ public sealed class TransactionImport
         }
 
         /// <summary>Appends an item of the current fragment (the last one started).</summary>
-        public void AddLine(Fragment f, ReadOnlySpan<byte> sku, ReadOnlySpan<byte> name, ReadOnlySpan<byte> category, decimal quantity, decimal unitPrice)
+        public void AddLine(Fragment f, ReadOnlySpan<byte> sku, ReadOnlySpan<byte> name, ReadOnlySpan<byte> category,
+            decimal quantity, ReadOnlySpan<byte> quantityText, decimal unitPrice, ReadOnlySpan<byte> unitPriceText)
         {
             if (f.JsonLength > 0) _arena.Write(","u8);
             // [sku, name, category, quantity, unit_price] (OrderLinesJson's form).
@@ -476,9 +520,9 @@ public sealed class TransactionImport
             if (category.IsEmpty) _arena.Write("null"u8); else Utf8Writers.JsonString(_arena, category);
             var categoryLength = _arena.WrittenCount - 1 - categoryStart;
             _arena.Write(","u8);
-            Utf8Writers.Number(_arena, quantity);
+            Utf8Writers.Number(_arena, quantity, quantityText);
             _arena.Write(","u8);
-            Utf8Writers.Number(_arena, unitPrice);
+            Utf8Writers.Number(_arena, unitPrice, unitPriceText);
             _arena.Write("]"u8);
             f.JsonLength = _arena.WrittenCount - f.JsonStart;
             f.Total += quantity * unitPrice;

@@ -40,6 +40,30 @@ internal static class Utf8Writers
         w.Write("\""u8);
     }
 
+    /// <summary>
+    /// A number as the file wrote it when that text is already what <see cref="Number(IBufferWriter{byte}, decimal)"/>
+    /// would write (plain digits, no sign but a minus, no leading zero, no exponent), else formatted.
+    /// </summary>
+    public static void Number(IBufferWriter<byte> w, decimal value, ReadOnlySpan<byte> asWritten)
+    {
+        if (IsPlainNumber(asWritten)) w.Write(asWritten);
+        else Number(w, value);
+    }
+
+    private static bool IsPlainNumber(ReadOnlySpan<byte> s)
+    {
+        if (s.Length is 0 or > 20) return false;
+        var i = s[0] == (byte)'-' ? 1 : 0;
+        if (i == s.Length || !char.IsAsciiDigit((char)s[i])) return false;
+        // "-0…" is left to the formatter (negative zero), as is every other leading zero but "0" and "0.x".
+        if (s[i] == (byte)'0' && (i == 1 || (i + 1 < s.Length && s[i + 1] != (byte)'.'))) return false;
+        while (i < s.Length && char.IsAsciiDigit((char)s[i])) i++;
+        if (i == s.Length) return true;
+        if (s[i] != (byte)'.' || ++i == s.Length) return false;
+        while (i < s.Length && char.IsAsciiDigit((char)s[i])) i++;
+        return i == s.Length;
+    }
+
     public static void Number(IBufferWriter<byte> w, decimal value)
     {
         Span<byte> tmp = stackalloc byte[64];
