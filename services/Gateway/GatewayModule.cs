@@ -30,7 +30,9 @@ public static class GatewayModule
         services.AddSingleton(TimeProvider.System);
         services.AddSingleton<ContactsChannel>();
         services.AddSingleton<ApiKeyExchange>();
-        services.AddCrmRedis(builder.Configuration);
+        // Not part of readiness: without Redis a keyed request is refused with 503 (its rate cannot be
+        // checked) while identity-token calls and health go on, and the replicas stay in the Service.
+        services.AddCrmRedis(builder.Configuration, degradesWithoutRedis: true);
         services.AddSingleton<KeyRateLimits>();
         services.AddReverseProxy().LoadFromConfig(builder.Configuration.GetSection("ReverseProxy"));
 
