@@ -2,7 +2,6 @@ using Crm.BuildingBlocks.Hosting;
 using Crm.BuildingBlocks.Redis;
 using Crm.BuildingBlocks.Tenancy;
 using Crm.Gateway.Auth;
-using Microsoft.AspNetCore.Diagnostics.HealthChecks;
 
 namespace Crm.Gateway;
 
@@ -38,8 +37,7 @@ public static class GatewayModule
 
         var app = builder.Build();
         app.UseMiddleware<ApiKeyMiddleware>();
-        app.MapHealthChecks("/health/live", new HealthCheckOptions { Predicate = _ => false });
-        app.MapHealthChecks("/health/ready", new HealthCheckOptions { Predicate = c => c.Tags.Contains(ServiceDefaults.ReadyTag) });
+        app.MapHealthAndMetrics();
         app.MapPost("/v1/imports/{kind:regex(^(contacts|transactions)$)}", Imports.ImportUpload.HandleAsync);
         app.MapReverseProxy();
         return app;

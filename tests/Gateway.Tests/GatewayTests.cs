@@ -169,6 +169,7 @@ public sealed class GatewayTests : IAsyncLifetime
             await redis.WaitForExitAsync();
             // Readiness does not depend on Redis: a blip must not take every replica out of the Service.
             Assert.Equal(HttpStatusCode.OK, (await health.GetAsync("/health/ready")).StatusCode);
+            Assert.Equal(HttpStatusCode.OK, (await health.GetAsync("/metrics")).StatusCode);
             // A keyed request cannot have its rate checked: refused (fails closed), promptly, with 503.
             var started = System.Diagnostics.Stopwatch.StartNew();
             var refused = await keyed.GetAsync("/v1/workspace");
