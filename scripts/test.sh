@@ -9,7 +9,7 @@ results=.local/test-results
 rm -rf "$results"
 mkdir -p "$results"
 
-# The chart check needs node and npm; a fresh Debian machine may have neither.
+# The chart and compose checks need node and npm; a fresh Debian machine may have neither.
 if ! command -v npm >/dev/null 2>&1; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
 fi
@@ -46,8 +46,11 @@ for trx in "$results"/*.trx; do
                           printf "FAILED %s: %s\n", name, substr(msg, 1, 400); want = 0 }
   ' "$trx"
 done
-# The Helm chart: helm lint + template, every manifest validated against the Kubernetes schemas.
+# The Helm chart: helm lint + template, every manifest validated against the Kubernetes schemas, the
+# values schema refusing wrong types, and its database provisioning SQL run against PostgreSQL.
 if scripts/chart-check.sh; then passed=$((passed + 1)); else echo "chart check failed"; failed=$((failed + 1)); fi
+# The compose files: parsed and cross-checked against the services' code (settings, ports, routes).
+if scripts/compose-check.sh; then passed=$((passed + 1)); else echo "compose check failed"; failed=$((failed + 1)); fi
 
 # A crashed test host reports no failures in its trx but a non-zero exit: count it.
 if [ "$rc" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; fi

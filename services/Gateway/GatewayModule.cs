@@ -2,7 +2,6 @@ using Crm.BuildingBlocks.Hosting;
 using Crm.BuildingBlocks.Redis;
 using Crm.BuildingBlocks.Tenancy;
 using Crm.Gateway.Auth;
-using Microsoft.AspNetCore.Diagnostics.HealthChecks;
 
 namespace Crm.Gateway;
 
@@ -30,14 +29,15 @@ public static class GatewayModule
         services.AddSingleton(TimeProvider.System);
         services.AddSingleton<ContactsChannel>();
         services.AddSingleton<ApiKeyExchange>();
-        services.AddCrmRedis(builder.Configuration);
+        // Not part of readiness: without Redis a keyed request is refused with 503 (its rate cannot be
+        // checked) while identity-token calls and health go on, and the replicas stay in the Service.
+        services.AddCrmRedis(builder.Configuration, degradesWithoutRedis: true);
         services.AddSingleton<KeyRateLimits>();
         services.AddReverseProxy().LoadFromConfig(builder.Configuration.GetSection("ReverseProxy"));
 
         var app = builder.Build();
         app.UseMiddleware<ApiKeyMiddleware>();
-        app.MapHealthChecks("/health/live", new HealthCheckOptions { Predicate = _ => false });
-        app.MapHealthChecks("/health/ready", new HealthCheckOptions { Predicate = c => c.Tags.Contains(ServiceDefaults.ReadyTag) });
+        app.MapHealthAndMetrics();
         app.MapPost("/v1/imports/{kind:regex(^(contacts|transactions)$)}", Imports.ImportUpload.HandleAsync);
         app.MapReverseProxy();
         return app;

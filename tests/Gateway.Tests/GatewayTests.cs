@@ -146,6 +146,73 @@ public sealed class GatewayTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Should_stay_ready_without_redis_and_refuse_only_keyed_requests_with_503()
+    {
+        var (_, key) = await CreateKeyAsync("gw-redis-down", Scope.ContactsRead);
+        // A Redis of this test's own, so that it can be stopped and started again.
+        var port = TestServers.FreePort();
+        var redis = StartRedis(port);
+        try
+        {
+            await using var gateway = await ServiceHost.StartAsync(GatewayModule.Build, new Dictionary<string, string?>
+            {
+                ["Gateway:ContactsGrpc"] = _contacts.GrpcAddress.ToString(),
+                ["ConnectionStrings:Redis"] = $"127.0.0.1:{port}",
+                ["ReverseProxy:Clusters:contacts-http:Destinations:contacts:Address"] = _contacts.HttpAddress.ToString(),
+            });
+            using var health = gateway.Rest(null);
+            using var keyed = gateway.Rest(key);
+            using var withToken = gateway.Rest(gateway.Tokens.Issue("gw-redis-down", [Scope.ContactsRead]));
+            Assert.Equal(HttpStatusCode.OK, (await keyed.GetAsync("/v1/workspace")).StatusCode);
+
+            redis.Kill();
+            await redis.WaitForExitAsync();
+            // Readiness does not depend on Redis: a blip must not take every replica out of the Service.
+            Assert.Equal(HttpStatusCode.OK, (await health.GetAsync("/health/ready")).StatusCode);
+            Assert.Equal(HttpStatusCode.OK, (await health.GetAsync("/metrics")).StatusCode);
+            // A keyed request cannot have its rate checked: refused (fails closed), promptly, with 503.
+            var started = System.Diagnostics.Stopwatch.StartNew();
+            var refused = await keyed.GetAsync("/v1/workspace");
+            Assert.Equal(HttpStatusCode.ServiceUnavailable, refused.StatusCode);
+            Assert.Equal("1", refused.Headers.RetryAfter?.ToString());
+            Assert.True(started.Elapsed < TimeSpan.FromSeconds(3), $"the 503 took {started.Elapsed}");
+            // Identity-token calls carry no rate in Redis and go on.
+            Assert.Equal(HttpStatusCode.OK, (await withToken.GetAsync("/v1/workspace")).StatusCode);
+            Assert.Equal(HttpStatusCode.OK, (await health.GetAsync("/health/ready")).StatusCode);
+
+            // Redis back: keyed requests go through again once the multiplexer has reconnected.
+            redis = StartRedis(port);
+            var deadline = DateTime.UtcNow.AddSeconds(30);
+            HttpStatusCode status;
+            while ((status = (await keyed.GetAsync("/v1/workspace")).StatusCode) != HttpStatusCode.OK && DateTime.UtcNow < deadline)
+                await Task.Delay(200);
+            Assert.Equal(HttpStatusCode.OK, status);
+        }
+        finally
+        {
+            if (!redis.HasExited) redis.Kill();
+            redis.Dispose();
+        }
+    }
+
+    /// <summary>A throwaway redis-server (the binary scripts/infra.sh installs) on loopback, without persistence.</summary>
+    private static System.Diagnostics.Process StartRedis(int port)
+    {
+        var process = System.Diagnostics.Process.Start(new System.Diagnostics.ProcessStartInfo("redis-server",
+            ["--port", port.ToString(System.Globalization.CultureInfo.InvariantCulture), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        {
+            RedirectStandardOutput = true,
+            UseShellExecute = false,
+        })!;
+        // Ready when it says so; its output is then drained so that it never blocks on a full pipe.
+        string? line;
+        while ((line = process.StandardOutput.ReadLine()) is not null && !line.Contains("Ready to accept connections", StringComparison.Ordinal)) { }
+        if (line is null) throw new InvalidOperationException($"redis-server did not start on port {port}");
+        _ = process.StandardOutput.ReadToEndAsync();
+        return process;
+    }
+
+    [Fact]
     public async Task Should_import_a_csv_uploaded_over_rest_reporting_bad_rows_by_line()
     {
         var (_, key) = await CreateKeyAsync("gw-upload", Scope.ContactsRead, Scope.ContactsWrite);

@@ -137,13 +137,17 @@ includes it (Secret, hook Secret, checksum) sees the same key.
 {{- $tenancy.resolvedSigningKey }}
 {{- end }}
 
+{{- define "crm.deliveryKeySecretName" -}}
+{{- include "crm.fullname" . }}-delivery-key
+{{- end }}
+
 {{/*
 Delivery's provider-secrets key (delivery.providerSecrets), the same way: the configured one, else
-the one already in the chart's Secret (read back with lookup), else, only while delivery is enabled,
-a new random one (the base64 of 32 random bytes). Unlike the signing key it cannot be replaced
-without losing data, so a key already in the Secret is carried over even while delivery is disabled,
-and enabling it again finds the same key. Empty when delivery is off and there is no key yet.
-Remembered in .Values like the signing key.
+the one already in the cluster (read back with lookup from its own Secret, or from the credentials
+Secret where chart 0.1.0 kept it), else, only while delivery is enabled, a new random one (the base64
+of 32 random bytes). Unlike the signing key it cannot be replaced without losing data, so a key already
+in the cluster is carried over even while delivery is disabled, and enabling it again finds the same
+key. Empty when delivery is off and there is no key yet. Remembered in .Values like the signing key.
 */}}
 {{- define "crm.deliverySecretKey" -}}
 {{- $secrets := .Values.delivery.providerSecrets }}
@@ -154,8 +158,12 @@ Remembered in .Values like the signing key.
 {{- fail "delivery.providerSecrets.encryptionKey must be the base64 of exactly 32 bytes (44 characters, e.g. from openssl rand -base64 32)" }}
 {{- end }}
 {{- else }}
-{{- $previous := lookup "v1" "Secret" .Release.Namespace (include "crm.credentialsSecretName" .) }}
+{{- range list (include "crm.deliveryKeySecretName" .) (include "crm.credentialsSecretName" .) }}
+{{- if not $key }}
+{{- $previous := lookup "v1" "Secret" $.Release.Namespace . }}
 {{- $key = get (get $previous "data" | default dict) $secrets.secretKey | default "" | b64dec }}
+{{- end }}
+{{- end }}
 {{- if and (not $key) .Values.delivery.enabled }}
 {{- $key = randBytes 32 }}
 {{- end }}
@@ -165,21 +173,90 @@ Remembered in .Values like the signing key.
 {{- $secrets.resolvedKey }}
 {{- end }}
 
+{{/* The data of Delivery's key Secret (empty with existingSecret, or with no key yet). */}}
+{{- define "crm.deliveryKeyData" -}}
+{{- if not .Values.delivery.providerSecrets.existingSecret }}
+{{- with include "crm.deliverySecretKey" . }}
+{{ $.Values.delivery.providerSecrets.secretKey }}: {{ . | b64enc }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+postgres.provisioning: the names of a service's database and roles, as a dict with database, owner,
+runtime. Call with (dict "root" $ "name" "contacts").
+*/}}
+{{- define "crm.postgresNames" -}}
+{{- $prefix := .root.Values.postgres.provisioning.namePrefix }}
+{{- dict "database" (printf "%s%s" $prefix .name) "runtime" (printf "%s%s" $prefix .name) "owner" (printf "%s%s_owner" $prefix .name) | toYaml }}
+{{- end }}
+
+{{/*
+postgres.provisioning: the passwords of a service's two roles, as YAML (runtime, owner): the ones a
+previous release generated (read back with lookup from the credentials Secret, so upgrades keep them
+and running pods stay connected), else new random ones. Remembered in .Values for the render.
+Call with (dict "root" $ "name" "contacts").
+*/}}
+{{- define "crm.postgresPasswords" -}}
+{{- $prov := .root.Values.postgres.provisioning }}
+{{- if not (hasKey $prov "resolvedPasswords") }}
+{{- $previous := lookup "v1" "Secret" .root.Release.Namespace (include "crm.credentialsSecretName" .root) }}
+{{- $_ := set $prov "resolvedPasswords" (dict "previous" (get $previous "data" | default dict)) }}
+{{- end }}
+{{- if not (hasKey $prov.resolvedPasswords .name) }}
+{{- $key := get .root.Values.postgres.secretKeys .name }}
+{{- $previous := $prov.resolvedPasswords.previous }}
+{{- $runtime := get $previous (printf "%s-password" $key) | default "" | b64dec | default (randAlphaNum 32) }}
+{{- $owner := get $previous (printf "%s-owner-password" $key) | default "" | b64dec | default (randAlphaNum 32) }}
+{{- $_ := set $prov.resolvedPasswords .name (dict "runtime" $runtime "owner" $owner) }}
+{{- end }}
+{{- get $prov.resolvedPasswords .name | toYaml }}
+{{- end }}
+
+{{/* An Npgsql connection string for a provisioned role. Call with (dict "root" $ "database" ... "role" ... "password" ...). */}}
+{{- define "crm.postgresConnectionString" -}}
+{{- $prov := .root.Values.postgres.provisioning }}
+{{- printf "Host=%s;Port=%v;Database=%s;Username=%s;Password=%s" $prov.host $prov.port .database .role .password }}
+{{- with $prov.connectionOptions }};{{ . }}{{ end }}
+{{- end }}
+
 {{/*
 The chart-managed credentials as Secret data (key: base64), for the sections without an
-existingSecret and only what an enabled service needs (except Delivery's key: see above).
+existingSecret and only what an enabled service needs. Delivery's key has a Secret of its own
+(crm.deliveryKeyData); the migration Jobs' copy adds it and the PostgreSQL administrator
+(crm.hookSecretData). With postgres.provisioning, per service: the login role's connection string
+(<key>), the owner's (<key>-owner) and both passwords (<key>-password, <key>-owner-password).
 */}}
 {{- define "crm.secretData" -}}
 {{- $root := . }}
+{{- $pg := $root.Values.postgres }}
 {{- $resolved := dict }}
 {{- include "crm.services" (dict "root" $root "out" $resolved) }}
 {{- $usesRabbitmq := false }}
 {{- $usesRedis := false }}
 {{- range $resolved.services }}
-{{- if and .needs.postgres (not $root.Values.postgres.existingSecret) }}
-{{- $key := required (printf "postgres.secretKeys.%s is required" .name) (get $root.Values.postgres.secretKeys .name) }}
-{{- $value := required (printf "postgres.connectionStrings.%s (or postgres.existingSecret) is required" .name) (get $root.Values.postgres.connectionStrings .name) }}
+{{- if .needs.postgres }}
+{{- $key := required (printf "postgres.secretKeys.%s is required" .name) (get $pg.secretKeys .name) }}
+{{- if $pg.provisioning.enabled }}
+{{- if $pg.existingSecret }}
+{{- fail "postgres.existingSecret holds connection strings made beforehand, while postgres.provisioning makes the roles and their connection strings: set postgres.provisioning.enabled=false, or leave postgres.existingSecret empty" }}
+{{- end }}
+{{- if not $root.Values.migrations.enabled }}
+{{- fail "postgres.provisioning makes the databases and roles in the migration Jobs: it needs migrations.enabled (or set postgres.provisioning.enabled=false and give postgres.connectionStrings)" }}
+{{- end }}
+{{- $names := include "crm.postgresNames" (dict "root" $root "name" .name) | fromYaml }}
+{{- $passwords := include "crm.postgresPasswords" (dict "root" $root "name" .name) | fromYaml }}
+{{ $key }}: {{ include "crm.postgresConnectionString" (dict "root" $root "database" $names.database "role" $names.runtime "password" $passwords.runtime) | b64enc }}
+{{ $key }}-owner: {{ include "crm.postgresConnectionString" (dict "root" $root "database" $names.database "role" $names.owner "password" $passwords.owner) | b64enc }}
+{{ $key }}-password: {{ $passwords.runtime | b64enc }}
+{{ $key }}-owner-password: {{ $passwords.owner | b64enc }}
+{{- else if not $pg.existingSecret }}
+{{- $value := required (printf "postgres.connectionStrings.%s (or postgres.existingSecret) is required" .name) (get $pg.connectionStrings .name) }}
 {{ $key }}: {{ $value | b64enc }}
+{{- with get ($pg.ownerConnectionStrings | default dict) .name }}
+{{ $key }}-owner: {{ . | b64enc }}
+{{- end }}
+{{- end }}
 {{- end }}
 {{- $usesRabbitmq = or $usesRabbitmq .needs.rabbitmq }}
 {{- $usesRedis = or $usesRedis .needs.redis }}
@@ -193,16 +270,23 @@ existingSecret and only what an enabled service needs (except Delivery's key: se
 {{- if not $root.Values.tenancy.existingSecret }}
 {{ $root.Values.tenancy.secretKey }}: {{ include "crm.signingKey" $root | b64enc }}
 {{- end }}
-{{- if not $root.Values.delivery.providerSecrets.existingSecret }}
-{{- with include "crm.deliverySecretKey" $root }}
-{{ $root.Values.delivery.providerSecrets.secretKey }}: {{ . | b64enc }}
 {{- end }}
+
+{{/* The migration Jobs' own copy: the credentials, Delivery's key and the PostgreSQL administrator. */}}
+{{- define "crm.hookSecretData" -}}
+{{- $parts := list (include "crm.secretData" . | trim) (include "crm.deliveryKeyData" . | trim) }}
+{{- $prov := .Values.postgres.provisioning }}
+{{- if and $prov.enabled (not $prov.existingSecret) }}
+{{- $uri := required "postgres.provisioning.adminUri (or postgres.provisioning.existingSecret) is required" $prov.adminUri }}
+{{- $parts = append $parts (printf "%s: %s" $prov.secretKey ($uri | b64enc)) }}
 {{- end }}
+{{- without $parts "" | join "\n" }}
 {{- end }}
 
 {{/*
-A service's environment. Call with (dict "root" $ "svc" <an item of crm.services> "secret" <name>):
-"secret" is the chart-managed Secret to read credentials from (the hook Job reads its own copy).
+A service's environment. Call with (dict "root" $ "svc" <an item of crm.services> "secret" <name>),
+plus "hook" true for a migration Job: "secret" is the chart-managed Secret to read credentials from
+(the hook Job reads its own copy, which also holds Delivery's key).
 Credentials first, then the chart's settings, then the user's env, so that the user's win.
 */}}
 {{- define "crm.env" -}}
@@ -210,11 +294,28 @@ Credentials first, then the chart's settings, then the user's env, so that the u
 {{- $svc := .svc }}
 {{- $v := $root.Values }}
 {{- if $svc.needs.postgres }}
+{{- $key := get $v.postgres.secretKeys $svc.name }}
+{{- $provisioned := $v.postgres.provisioning.enabled }}
+{{- /* With provisioning the pods connect as the service's login role, which owns nothing. */}}
 - name: ConnectionStrings__Postgres
   valueFrom:
     secretKeyRef:
-      name: {{ $v.postgres.existingSecret | default .secret }}
-      key: {{ get $v.postgres.secretKeys $svc.name }}
+      name: {{ ternary .secret ($v.postgres.existingSecret | default .secret) $provisioned }}
+      key: {{ $key }}
+{{- /* Whoever migrates (the hook Job, else the pods at start) does it as the tables' owner. */}}
+{{- if or .hook (not $v.migrations.enabled) }}
+{{- if or $provisioned (get ($v.postgres.ownerConnectionStrings | default dict) $svc.name) $v.postgres.existingSecret }}
+- name: ConnectionStrings__PostgresMigrations
+  valueFrom:
+    secretKeyRef:
+      name: {{ ternary .secret ($v.postgres.existingSecret | default .secret) $provisioned }}
+      key: {{ $key }}-owner
+      {{- if and (not $provisioned) $v.postgres.existingSecret }}
+      # Without it, the migrations run with ConnectionStrings__Postgres.
+      optional: true
+      {{- end }}
+{{- end }}
+{{- end }}
 {{- end }}
 {{- if $svc.needs.rabbitmq }}
 - name: ConnectionStrings__RabbitMq
@@ -239,11 +340,15 @@ Credentials first, then the chart's settings, then the user's env, so that the u
 - name: Delivery__SecretKey
   valueFrom:
     secretKeyRef:
-      name: {{ $v.delivery.providerSecrets.existingSecret | default .secret }}
+      name: {{ $v.delivery.providerSecrets.existingSecret | default (ternary .secret (include "crm.deliveryKeySecretName" $root) (.hook | default false)) }}
       key: {{ $v.delivery.providerSecrets.secretKey }}
 {{- end }}
 {{- if and $svc.needs.postgres $v.migrations.enabled }}
 - name: Database__MigrateOnStart
+  value: "false"
+{{- end }}
+{{- if not $v.metrics.enabled }}
+- name: Metrics__Prometheus
   value: "false"
 {{- end }}
 {{- with $v.otel.endpoint }}
@@ -311,6 +416,15 @@ volumes:
   - name: tmp
     emptyDir:
       sizeLimit: {{ $values.tmpSizeLimit }}
+{{- if and .hook $root.Values.postgres.provisioning.enabled }}
+  - name: provision-sql
+    configMap:
+      name: {{ include "crm.provisionSqlName" $root }}
+{{- end }}
+{{- end }}
+
+{{- define "crm.provisionSqlName" -}}
+{{- include "crm.fullname" . }}-provision-database
 {{- end }}
 
 {{/* The container fields both share, to be placed inside a container entry. Same call as crm.env. */}}

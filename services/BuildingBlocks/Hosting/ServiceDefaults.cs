@@ -1,5 +1,6 @@
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Diagnostics.HealthChecks;
+using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
@@ -25,25 +26,36 @@ public static class ServiceDefaults
             o.UseUtcTimestamp = true;
         });
 
-        // Traces and metrics are switched on by configuration (the standard OTEL_* variables): an
-        // activity per database command and bus message costs CPU even when nothing exports it.
-        if (!string.IsNullOrWhiteSpace(builder.Configuration["OTEL_EXPORTER_OTLP_ENDPOINT"]))
+        // Metrics are on by default: /metrics (Prometheus text format) on the HTTP endpoint, and to the
+        // OTLP endpoint when one is set. Metrics:Prometheus=false turns the scraping endpoint off.
+        // Traces only with an OTLP endpoint (the standard OTEL_* variables): an activity per database
+        // command and bus message costs CPU even when nothing exports it.
+        var prometheus = PrometheusEnabled(builder.Configuration);
+        var otlp = !string.IsNullOrWhiteSpace(builder.Configuration["OTEL_EXPORTER_OTLP_ENDPOINT"]);
+        if (prometheus || otlp)
         {
-            builder.Services.AddOpenTelemetry()
+            var telemetry = builder.Services.AddOpenTelemetry()
                 .ConfigureResource(r => r.AddService(serviceName))
-                .WithTracing(t => t
-                    .AddAspNetCoreInstrumentation()
-                    .AddHttpClientInstrumentation()
-                    .AddSource("Npgsql")
-                    .AddSource("MassTransit"))
-                .WithMetrics(m => m
-                    .AddAspNetCoreInstrumentation()
-                    .AddHttpClientInstrumentation()
-                    .AddRuntimeInstrumentationIfPresent()
-                    .AddMeter("Npgsql")
-                    .AddMeter("MassTransit")
-                    .AddMeter(CrmMeters.Name))
-                .UseOtlpExporter();
+                .WithMetrics(m =>
+                {
+                    m.AddAspNetCoreInstrumentation()
+                        .AddHttpClientInstrumentation()
+                        .AddRuntimeInstrumentationIfPresent()
+                        .AddMeter("Npgsql")
+                        .AddMeter("MassTransit")
+                        .AddMeter(CrmMeters.Name);
+                    if (prometheus) m.AddPrometheusExporter();
+                });
+            if (otlp)
+            {
+                telemetry
+                    .WithTracing(t => t
+                        .AddAspNetCoreInstrumentation()
+                        .AddHttpClientInstrumentation()
+                        .AddSource("Npgsql")
+                        .AddSource("MassTransit"))
+                    .UseOtlpExporter();
+            }
         }
 
         builder.Services.AddHealthChecks();
@@ -53,12 +65,26 @@ public static class ServiceDefaults
     private static MeterProviderBuilder AddRuntimeInstrumentationIfPresent(this MeterProviderBuilder m) =>
         m.AddMeter("System.Runtime");
 
-    /// <summary>/health/live says the process runs; /health/ready checks its servers (PostgreSQL, RabbitMQ, Redis).</summary>
+    private static bool PrometheusEnabled(IConfiguration configuration) => configuration.GetValue("Metrics:Prometheus", true);
+
+    /// <summary>The health endpoints, gRPC reflection and /metrics (see <see cref="MapHealthAndMetrics"/>).</summary>
     public static WebApplication MapServiceDefaults(this WebApplication app)
+    {
+        app.MapHealthAndMetrics();
+        app.MapGrpcReflectionService();
+        return app;
+    }
+
+    /// <summary>
+    /// /health/live says the process runs; /health/ready checks its servers (those registered with
+    /// <see cref="ReadyTag"/>: PostgreSQL, RabbitMQ, Redis). /metrics serves the Prometheus scrape, without
+    /// authentication like the health endpoints (the network policy decides who reaches it).
+    /// </summary>
+    public static WebApplication MapHealthAndMetrics(this WebApplication app)
     {
         app.MapHealthChecks("/health/live", new HealthCheckOptions { Predicate = _ => false });
         app.MapHealthChecks("/health/ready", new HealthCheckOptions { Predicate = c => c.Tags.Contains(ReadyTag) });
-        app.MapGrpcReflectionService();
+        if (PrometheusEnabled(app.Configuration)) app.MapPrometheusScrapingEndpoint();
         return app;
     }
 

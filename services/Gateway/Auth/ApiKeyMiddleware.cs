@@ -35,7 +35,7 @@ public sealed class ApiKeyMiddleware(RequestDelegate next, ApiKeyExchange exchan
             {
                 wait = await limits.TryTakeAsync(resolved.KeyId);
             }
-            catch (StackExchange.Redis.RedisException e)
+            catch (Exception e) when (e is StackExchange.Redis.RedisException or TimeoutException)
             {
                 // The key's rate cannot be checked: refused rather than let through unmetered.
                 logger.LogWarning(e, "Could not check an API key's rate in Redis");
