@@ -189,6 +189,13 @@ public sealed class FrequencyCaps(IConnectionMultiplexer redis, TenantDb db, Del
         }));
     }
 
+    /// <summary>
+    /// Forgets an erased contact's cap sets (one round trip: they share a hash slot). Sets of rules the
+    /// tenant has since changed expire with their window; they hold only message ids and times.
+    /// </summary>
+    public Task ForgetAsync(TenantPolicy policy, Guid contactId) =>
+        redis.GetDatabase().KeyDeleteAsync([.. AllRules(policy).Select(r => (RedisKey)RuleKey(policy.TenantId, contactId, r))]);
+
     /// <summary>Every rule of the tenant, so that one load serves all of the contact's future checks.</summary>
     private static List<CapRule> AllRules(TenantPolicy policy) =>
         [.. policy.Rules, policy.TransactionalSafetyRule];

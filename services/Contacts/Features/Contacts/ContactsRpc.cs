@@ -200,6 +200,21 @@ public sealed partial class ContactsGrpcService
             DELETE FROM push_tokens WHERE tenant_id = @tenant AND contact_id = @contactId;
             UPDATE engagement_events SET contact_id = NULL, properties = '{}' WHERE tenant_id = @tenant AND contact_id = @contactId;
             """, new { tenant, contactId }, tx);
+        // Their events still in the outbox (published or not) lose the personal data; the ids stay,
+        // so consumers still apply them in order. Rejected import rows naming them go too.
+        await conn.ExecuteAsync("""
+            UPDATE outbox_messages SET payload = (payload::jsonb || jsonb_build_object(
+                    'externalId', 'erased:' || @contactId::text, 'email', NULL, 'phone', NULL, 'attributesJson', '{}', 'tags', '[]'::jsonb))::text
+            WHERE message_type = @type AND payload::jsonb @> jsonb_build_object('tenantId', @tenant::text, 'contactId', @contactId::text);
+            DELETE FROM import_errors WHERE tenant_id = @tenant
+                AND (strpos(reason, @externalId) > 0
+                     OR (@email::text IS NOT NULL AND strpos(lower(reason), lower(@email)) > 0)
+                     OR (@phone::text IS NOT NULL AND (strpos(reason, @phone) > 0 OR strpos(reason, @nationalPhone) > 0)));
+            """, new
+        {
+            tenant, contactId, type = Outbox.TypeName<ContactUpserted>(), externalId = row.ExternalId,
+            email = row.Email, phone = row.Phone, nationalPhone = NationalDigits(row.Phone),
+        }, tx);
         // Purchases stay for aggregates, without the link to the person.
         var anonymised = await conn.ExecuteAsync(
             "UPDATE orders SET contact_id = NULL WHERE tenant_id = @tenant AND contact_id = @contactId",
@@ -211,6 +226,10 @@ public sealed partial class ContactsGrpcService
     }
 
     /// <summary>Finds the contact a <see cref="ContactRef"/> names, in the caller's tenant only.</summary>
+    /// <summary>The national number's digits (+821020000000 → 1020000000), as a shop's own files write them.</summary>
+    private static string? NationalDigits(string? e164) =>
+        e164 is null ? null : PhoneNumbers.PhoneNumberUtil.GetInstance().Parse(e164, null).NationalNumber.ToString(System.Globalization.CultureInfo.InvariantCulture);
+
     private static async Task<Guid> ResolveAsync(NpgsqlConnection conn, NpgsqlTransaction? tx, string tenant, ContactRef? reference, string field)
     {
         if (reference is null || (reference.Id.Length == 0) == (reference.ExternalId.Length == 0))

@@ -1,5 +1,9 @@
 using Crm.BuildingBlocks.Data;
+using Crm.BuildingBlocks.Outbox;
 using Crm.Contracts.Contacts;
+using Crm.Contracts.Delivery;
+using Crm.Delivery.Features.Policies;
+using Crm.Delivery.Pipeline;
 using Dapper;
 using MassTransit;
 using Npgsql;
@@ -49,21 +53,37 @@ public sealed class ConsentChangedConsumer(TenantDb db) : IConsumer<ConsentChang
     }
 }
 
-public sealed class ContactErasedConsumer(TenantDb db) : IConsumer<ContactErased>
+/// <summary>
+/// Erasure reaches everything Delivery keeps of the person: the projection's addresses and consents,
+/// the subject and bodies of their messages (ids, times, statuses and reasons stay for the ledger and
+/// the reports), the opt-out replies from their number still in the outbox, and their cap sets in Redis.
+/// </summary>
+public sealed class ContactErasedConsumer(TenantDb db, TenantPolicies policies, FrequencyCaps caps) : IConsumer<ContactErased>
 {
     public async Task Consume(ConsumeContext<ContactErased> context)
     {
         var e = context.Message;
-        await using var scope = await db.BeginAsync(e.TenantId, context.CancellationToken);
+        var ct = context.CancellationToken;
+        await using var scope = await db.BeginAsync(e.TenantId, ct);
         var conn = scope.Connection;
+        var phone = await conn.QuerySingleOrDefaultAsync<string?>(
+            "SELECT phone FROM contact_channels WHERE tenant_id = @TenantId AND contact_id = @ContactId", new { e.TenantId, e.ContactId });
         await conn.ExecuteAsync("""
             INSERT INTO contact_channels (tenant_id, contact_id, erased, suppressed, version_at)
             VALUES (@TenantId, @ContactId, true, true, @OccurredAt)
             ON CONFLICT (tenant_id, contact_id) DO UPDATE SET erased = true, suppressed = true,
                 email = NULL, phone = NULL, time_zone = NULL, version_at = greatest(contact_channels.version_at, excluded.version_at);
             DELETE FROM contact_consents WHERE tenant_id = @TenantId AND contact_id = @ContactId;
+            UPDATE messages SET subject = NULL, text_body = NULL, html_body = NULL
+            WHERE tenant_id = @TenantId AND contact_id = @ContactId AND (subject IS NOT NULL OR text_body IS NOT NULL OR html_body IS NOT NULL);
             """, new { e.TenantId, e.ContactId, e.OccurredAt });
-        await scope.CommitAsync(context.CancellationToken);
+        if (phone is not null)
+            await conn.ExecuteAsync("""
+                UPDATE outbox_messages SET payload = (payload::jsonb || '{"from": "", "body": ""}')::text
+                WHERE message_type = @type AND payload::jsonb @> jsonb_build_object('tenantId', @TenantId::text, 'from', @phone::text)
+                """, new { type = Outbox.TypeName<SmsReplyReceived>(), e.TenantId, phone });
+        await scope.CommitAsync(ct);
+        await caps.ForgetAsync(await policies.GetAsync(e.TenantId, ct), e.ContactId);
     }
 }
 
