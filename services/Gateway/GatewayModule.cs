@@ -24,8 +24,7 @@ public static class GatewayModule
         builder.AddServiceDefaults(ServiceName);
 
         var services = builder.Services;
-        var tenancy = builder.Configuration.GetSection(TenancyOptions.Section).Get<TenancyOptions>() ?? new TenancyOptions();
-        services.AddSingleton(new IdentityTokens(tenancy));
+        services.AddIdentityTokenIssuer(builder.Configuration);
         services.AddSingleton(builder.Configuration.GetSection(GatewayOptions.Section).Get<GatewayOptions>() ?? new GatewayOptions());
         services.AddSingleton(TimeProvider.System);
         services.AddSingleton<ContactsChannel>();

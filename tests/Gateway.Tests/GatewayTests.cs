@@ -36,7 +36,7 @@ public sealed class GatewayTests : IAsyncLifetime
     }
 
     /// <summary>A gateway replica: every replica shares Redis (and so each key's rate).</summary>
-    private Task<ServiceHost> StartGatewayAsync() => ServiceHost.StartAsync(GatewayModule.Build, new Dictionary<string, string?>
+    private Task<ServiceHost> StartGatewayAsync() => ServiceHost.StartIssuerAsync(GatewayModule.Build, new Dictionary<string, string?>
         {
             ["Gateway:ContactsGrpc"] = _contacts.GrpcAddress.ToString(),
             ["ConnectionStrings:Redis"] = TestServers.Redis,
@@ -134,7 +134,7 @@ public sealed class GatewayTests : IAsyncLifetime
     [Fact]
     public async Task Should_answer_503_when_contacts_cannot_check_a_key()
     {
-        await using var orphan = await ServiceHost.StartAsync(GatewayModule.Build, new Dictionary<string, string?>
+        await using var orphan = await ServiceHost.StartIssuerAsync(GatewayModule.Build, new Dictionary<string, string?>
         {
             ["Gateway:ContactsGrpc"] = $"http://127.0.0.1:{TestServers.FreePort()}", // nothing listens there
             ["ConnectionStrings:Redis"] = TestServers.Redis,

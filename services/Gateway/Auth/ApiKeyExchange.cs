@@ -15,7 +15,7 @@ namespace Crm.Gateway.Auth;
 /// not shaped like a key is refused here, without asking Contacts; concurrent first uses of one key
 /// share one question.
 /// </summary>
-public sealed partial class ApiKeyExchange(GatewayOptions options, ContactsChannel contacts, IdentityTokens tokens, TimeProvider clock)
+public sealed partial class ApiKeyExchange(GatewayOptions options, ContactsChannel contacts, IdentityTokenIssuer tokens, TimeProvider clock)
 {
     private const int CacheLimit = 100_000;
     private readonly ConcurrentDictionary<string, Entry> _cache = new(StringComparer.Ordinal);
