@@ -1,5 +1,6 @@
 using System.Buffers.Text;
 using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
 using System.Text;
 using System.Text.Json;
 using Crm.Contacts.Tests.Infrastructure;
@@ -70,7 +71,8 @@ public sealed class IdentityTokenTests(ContactsFixture fx)
     [Fact]
     public async Task Should_accept_both_keys_during_a_rotation_and_refuse_a_removed_key()
     {
-        var next = TestTokenKeys.Generate("test-key-2");
+        // The next key in the shape the Helm chart generates: "EC PRIVATE KEY" and a self-signed certificate.
+        var next = HelmShaped("test-key-2");
         var oldToken = Configured.Issuer().Issue("t-rotation", ["*"]);
         var newToken = next.Issuer().Issue("t-rotation", ["*"]);
         await Refused(fx.Host, newToken); // not yet configured
@@ -126,6 +128,14 @@ public sealed class IdentityTokenTests(ContactsFixture fx)
         keys["ConnectionStrings:RabbitMq"] = fx.RabbitMqUri;
         keys["Outbox:RelayEnabled"] = "false";
         return ServiceHost.StartAsync(ContactsModule.Build, keys);
+    }
+
+    private static TestTokenKeys HelmShaped(string keyId)
+    {
+        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        using var certificate = new CertificateRequest("CN=crm-platform identity tokens", key, HashAlgorithmName.SHA256)
+            .CreateSelfSigned(DateTimeOffset.UtcNow.AddDays(-1), DateTimeOffset.UtcNow.AddYears(100));
+        return new TestTokenKeys(keyId, key.ExportECPrivateKeyPem(), certificate.ExportCertificatePem());
     }
 
     private static Dictionary<string, object> Claims(string iss = "crm-platform", string aud = "crm-services", long? iat = null, long? exp = null)

@@ -16,7 +16,14 @@ public static class Tokens
             : throw new InvalidOperationException("Set CRM_SIGNING_KEY_FILE (or CRM_SIGNING_KEY) to the issuer's private key, e.g. .local/token-keys/signing-key.pem as make run writes it.");
         var keyId = Environment.GetEnvironmentVariable("CRM_SIGNING_KEY_ID") is { Length: > 0 } kid ? kid
             : throw new InvalidOperationException("Set CRM_SIGNING_KEY_ID to the signing key's id (make run writes it to .local/token-keys/key-id).");
-        return new IdentityTokenIssuer(pem, keyId);
+        try
+        {
+            return new IdentityTokenIssuer(pem, keyId);
+        }
+        catch (FormatException e)
+        {
+            throw new InvalidOperationException($"CRM_SIGNING_KEY(_FILE) {e.Message} (the issuer's ECDSA P-256 private key, PEM).", e);
+        }
     }
 
     public static string Issue(string tenant, IEnumerable<string> scopes, TimeSpan? lifetime = null) =>

@@ -78,12 +78,13 @@ public sealed class IdentityTokenVerifier
 
     public IdentityTokenVerifier(TenancyOptions options)
     {
-        if (options.PublicKeys.Count == 0) throw new ArgumentException("Tenancy:PublicKeys is required.", nameof(options));
+        var keys = options.ConfiguredPublicKeys().Select(e => e.Key).ToList();
+        if (keys.Count == 0) throw new ArgumentException("Tenancy:PublicKeys is required.", nameof(options));
         _parameters = new TokenValidationParameters
         {
             ValidIssuer = options.Issuer,
             ValidAudience = options.Audience,
-            IssuerSigningKeys = [.. options.PublicKeys.Select(k => new ECDsaSecurityKey(TokenKeys.ReadPublicKey(k.Pem)) { KeyId = k.KeyId })],
+            IssuerSigningKeys = [.. keys.Select(k => new ECDsaSecurityKey(TokenKeys.ReadPublicKey(k.Pem)) { KeyId = k.KeyId })],
             // The kid picks the key; a token naming no configured key is refused, not tried against each.
             TryAllIssuerSigningKeys = false,
             ValidAlgorithms = [SecurityAlgorithms.EcdsaSha256],

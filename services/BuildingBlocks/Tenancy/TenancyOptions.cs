@@ -19,6 +19,10 @@ public sealed class TenancyOptions
     /// </summary>
     public List<TokenPublicKey> PublicKeys { get; set; } = [];
 
+    /// <summary>The public keys, leaving out empty slots (both fields empty), e.g. a rotation's next key not yet set in Helm or compose.</summary>
+    public IEnumerable<(int Index, TokenPublicKey Key)> ConfiguredPublicKeys() =>
+        PublicKeys.Select((k, i) => (i, k)).Where(e => !(string.IsNullOrWhiteSpace(e.k.KeyId) && string.IsNullOrWhiteSpace(e.k.Pem)));
+
     /// <summary>Issuers only: the private key (PEM, "EC PRIVATE KEY" or PKCS#8 "PRIVATE KEY", P-256).</summary>
     public string SigningKey { get; set; } = "";
 
@@ -99,13 +103,13 @@ public sealed class TokenVerifierOptionsValidation : IValidateOptions<TenancyOpt
         var errors = new List<string>();
         if (!string.IsNullOrEmpty(options.SigningKey))
             errors.Add("Tenancy:SigningKey is set, but a service only verifies identity tokens (Tenancy:PublicKeys); the private key belongs to the issuers (the gateway, the CLI).");
-        if (options.PublicKeys.Count == 0)
+        var keys = options.ConfiguredPublicKeys().ToList();
+        if (keys.Count == 0)
             errors.Add("Tenancy:PublicKeys is required: at least one { KeyId, Pem } (env Tenancy__PublicKeys__0__KeyId and Tenancy__PublicKeys__0__Pem).");
-        for (var i = 0; i < options.PublicKeys.Count; i++)
+        foreach (var (i, key) in keys)
         {
-            var key = options.PublicKeys[i];
             if (string.IsNullOrWhiteSpace(key.KeyId)) errors.Add($"Tenancy:PublicKeys:{i}:KeyId is required.");
-            else if (options.PublicKeys.FindIndex(k => k.KeyId == key.KeyId) < i) errors.Add($"Tenancy:PublicKeys:{i}:KeyId '{key.KeyId}' is listed twice.");
+            else if (keys.First(k => k.Key.KeyId == key.KeyId).Index < i) errors.Add($"Tenancy:PublicKeys:{i}:KeyId '{key.KeyId}' is listed twice.");
             try
             {
                 TokenKeys.ReadPublicKey(key.Pem).Dispose();
