@@ -29,6 +29,8 @@ public static class GatewayModule
         services.AddSingleton(TimeProvider.System);
         services.AddSingleton<ContactsChannel>();
         services.AddSingleton<ApiKeyExchange>();
+        services.AddSingleton<ApiKeyUsage>();
+        services.AddHostedService(sp => sp.GetRequiredService<ApiKeyUsage>());
         services.AddCrmRedis(builder.Configuration);
         services.AddSingleton<KeyRateLimits>();
         services.AddReverseProxy().LoadFromConfig(builder.Configuration.GetSection("ReverseProxy"));
@@ -57,6 +59,9 @@ public sealed class GatewayOptions
     public int RequestsPerSecond { get; set; } = 50;
 
     public int Burst { get; set; } = 100;
+
+    /// <summary>How often the keys used since are written to their last_used_at (one call to Contacts for all of them).</summary>
+    public TimeSpan KeyUseFlushInterval { get; set; } = TimeSpan.FromSeconds(30);
 
     /// <summary>Prepended to every Redis key (tests use one each).</summary>
     public string RedisKeyPrefix { get; set; } = "";
