@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Security.Claims;
 using Microsoft.IdentityModel.JsonWebTokens;
 using Microsoft.IdentityModel.Tokens;
@@ -70,9 +71,14 @@ public sealed class IdentityTokenIssuer
 /// Verifies identity tokens with public keys only, picked by the token's <c>kid</c>: ES256 and nothing
 /// else (no HMAC, so a public key cannot be turned into a shared secret; no unsigned tokens), this
 /// platform's issuer and audience, in date, and no longer-lived than any issuer signs.
+/// An ES256 signature costs about 20 times an HMAC to check, and a caller sends the same token many
+/// times (the gateway's token for an API key lives for minutes), so a verified token is remembered
+/// until it expires, by its exact text.
 /// </summary>
 public sealed class IdentityTokenVerifier
 {
+    private const int CacheLimit = 10_000;
+    private readonly ConcurrentDictionary<string, (CallerIdentity Identity, DateTime Until)> _verified = new(StringComparer.Ordinal);
     private readonly JsonWebTokenHandler _handler = new();
     private readonly TokenValidationParameters _parameters;
 
@@ -96,6 +102,11 @@ public sealed class IdentityTokenVerifier
 
     public async Task<CallerIdentity?> VerifyAsync(string token)
     {
+        if (_verified.TryGetValue(token, out var hit))
+        {
+            if (hit.Until > DateTime.UtcNow) return hit.Identity;
+            _verified.TryRemove(token, out _);
+        }
         var result = await _handler.ValidateTokenAsync(token, _parameters);
         if (!result.IsValid || result.SecurityToken is not JsonWebToken jwt) return null;
         if (jwt.ValidTo - jwt.IssuedAt > IdentityClaims.MaxLifetime) return null;
@@ -103,6 +114,21 @@ public sealed class IdentityTokenVerifier
         if (tenant is null || !TenantIds.IsValid(tenant)) return null;
         var scopes = (result.Claims.TryGetValue(IdentityClaims.Scope, out var s) ? s as string : null) ?? "";
         var subject = (result.Claims.TryGetValue(IdentityClaims.Subject, out var sub) ? sub as string : null) ?? "";
-        return new CallerIdentity(tenant, scopes.Split(' ', StringSplitOptions.RemoveEmptyEntries).ToHashSet(StringComparer.Ordinal), subject);
+        var identity = new CallerIdentity(tenant, scopes.Split(' ', StringSplitOptions.RemoveEmptyEntries).ToHashSet(StringComparer.Ordinal), subject);
+        Remember(token, identity, jwt.ValidTo);
+        return identity;
+    }
+
+    /// <summary>Bounded: past the limit, expired entries go first, and then all.</summary>
+    private void Remember(string token, CallerIdentity identity, DateTime expires)
+    {
+        if (_verified.Count >= CacheLimit)
+        {
+            var now = DateTime.UtcNow;
+            foreach (var (k, e) in _verified)
+                if (e.Until <= now) _verified.TryRemove(k, out _);
+            if (_verified.Count >= CacheLimit) _verified.Clear();
+        }
+        _verified[token] = (identity, expires);
     }
 }
