@@ -9,6 +9,7 @@ using Crm.Contacts.V1;
 using Crm.TestSupport;
 using Grpc.Core;
 using Grpc.Net.Client;
+using Microsoft.Extensions.Configuration;
 using GatewayModule = gateway::Crm.Gateway.GatewayModule;
 
 namespace Crm.Gateway.Tests;
@@ -161,6 +162,25 @@ public sealed class GatewayTests : IAsyncLifetime
         var wait = expiresAt - DateTimeOffset.UtcNow + TimeSpan.FromMilliseconds(100);
         if (wait > TimeSpan.Zero) await Task.Delay(wait);
         Assert.Equal(HttpStatusCode.Unauthorized, (await rest.GetAsync("/v1/workspace")).StatusCode);
+    }
+
+    [Theory]
+    [InlineData(null, "Tenancy:SigningKey is empty")]
+    [InlineData("public", "Tenancy:SigningKey is a PEM \"PUBLIC KEY\"")]
+    [InlineData("no-kid", "Tenancy:SigningKeyId is required")]
+    public async Task Should_not_start_an_issuer_without_a_usable_private_key(string? key, string message)
+    {
+        var settings = new Dictionary<string, string?>
+        {
+            ["Kestrel:Endpoints:Grpc:Url"] = $"http://127.0.0.1:{TestServers.FreePort()}",
+            ["Kestrel:Endpoints:Http:Url"] = $"http://127.0.0.1:{TestServers.FreePort()}",
+            ["ConnectionStrings:Redis"] = TestServers.Redis,
+            ["Tenancy:SigningKeyId"] = key == "no-kid" ? "" : "k1",
+            ["Tenancy:SigningKey"] = key switch { "public" => TestTokenKeys.Default.PublicPem, "no-kid" => TestTokenKeys.Default.PrivatePem, _ => "" },
+        };
+        await using var app = GatewayModule.Build([], b => b.Configuration.AddInMemoryCollection(settings));
+        var refused = await Assert.ThrowsAsync<Microsoft.Extensions.Options.OptionsValidationException>(() => app.StartAsync());
+        Assert.Contains(message, refused.Message, StringComparison.Ordinal);
     }
 
     [Fact]
