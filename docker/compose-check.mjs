@@ -31,9 +31,13 @@ const REQUIRED = [
   { code: /\.AddCrmMessaging\(/, setting: "ConnectionStrings__RabbitMq", server: "rabbitmq" },
   // services/BuildingBlocks/Redis/RedisExtensions.cs: throws without ConnectionStrings:Redis.
   { code: /\.AddCrmRedis\(/, setting: "ConnectionStrings__Redis", server: "redis" },
-  // services/BuildingBlocks/Tenancy (TenancyOptions): the gateway signs identity tokens (its module
-  // reads TenancyOptions) and every service verifies them (AddCrmGrpc), all with one key of 32+ bytes.
-  { code: /TenancyOptions|\.AddCrmGrpc\(/, setting: "Tenancy__SigningKey", shared: true, valid: (v) => Buffer.byteLength(v) >= 32 || "must be at least 32 bytes" },
+  // services/BuildingBlocks/Tenancy (TenancyOptions): every service verifies identity tokens (AddCrmGrpc)
+  // with the issuer's public key(s), the same everywhere; only the gateway (AddIdentityTokenIssuer)
+  // holds the private key and its key id. Values are the key itself (PEM) or ${VARIABLE:?...}, required from the environment.
+  { code: /\.AddCrmGrpc\(/, setting: "Tenancy__PublicKeys__0__Pem", shared: true, valid: (v) => /^required-from-the-environment$|BEGIN (PUBLIC KEY|CERTIFICATE)/.test(v) || "must be a PEM public key (or a variable holding one)" },
+  { code: /\.AddCrmGrpc\(/, setting: "Tenancy__PublicKeys__0__KeyId", shared: true },
+  { code: /\.AddIdentityTokenIssuer\(/, setting: "Tenancy__SigningKey", valid: (v) => /^required-from-the-environment$|BEGIN (EC )?PRIVATE KEY/.test(v) || "must be a PEM private key (or a variable holding one)" },
+  { code: /\.AddIdentityTokenIssuer\(/, setting: "Tenancy__SigningKeyId" },
   // services/Delivery/Security/SecretBox.cs: the base64 of exactly 32 bytes, or Delivery does not start.
   { code: /new SecretBox\(options\.SecretKey\)/, setting: "Delivery__SecretKey", valid: (v) => Buffer.from(v, "base64").length === 32 && /^[A-Za-z0-9+/]+={0,2}$/.test(v) || "must be the base64 of exactly 32 bytes" },
 ];

@@ -6,9 +6,11 @@ cd "$(dirname "$0")/.."
 source .local/infra.env
 mkdir -p .local/logs
 
-# One signing key per checkout, shared by the services and the local CLI (never a built-in default).
-[ -s .local/signing-key ] || head -c 48 /dev/urandom | base64 | tr -d '\n/+=' > .local/signing-key
-export CRM_SIGNING_KEY=$(cat .local/signing-key)
+# One identity-token key pair per checkout (never a built-in default): the private key signs (the
+# gateway, the CLI), the services get only the public key, so none of them can mint an identity.
+scripts/token-keys.sh
+export CRM_SIGNING_KEY_FILE=$PWD/.local/token-keys/signing-key.pem CRM_SIGNING_KEY_ID=$(cat .local/token-keys/key-id)
+PUBLIC_KEY=(Tenancy__PublicKeys__0__KeyId="$CRM_SIGNING_KEY_ID" Tenancy__PublicKeys__0__Pem="$(cat .local/token-keys/public-key.pem)")
 # The key Delivery encrypts provider credentials with (base64 of 32 bytes); losing it loses them.
 [ -s .local/provider-secret-key ] || head -c 32 /dev/urandom | base64 > .local/provider-secret-key
 
@@ -44,7 +46,7 @@ start() {
   local name=$1 dir=$2 grpc=$3 http=$4; shift 4
   env ASPNETCORE_ENVIRONMENT=Development \
       Kestrel__Endpoints__Grpc__Url="http://127.0.0.1:$grpc" Kestrel__Endpoints__Http__Url="http://127.0.0.1:$http" \
-      Tenancy__SigningKey="$CRM_SIGNING_KEY" ConnectionStrings__RabbitMq="$CRM_RABBITMQ" "$@" \
+      ConnectionStrings__RabbitMq="$CRM_RABBITMQ" "$@" \
       dotnet "$dir" >".local/logs/$name.log" 2>&1 &
   pids+=($!)
   for _ in $(seq 1 120); do
@@ -55,14 +57,15 @@ start() {
   echo "$name did not become ready"; tail -20 ".local/logs/$name.log"; exit 1
 }
 
-start contacts services/Contacts/bin/Release/net10.0/Crm.Contacts.dll 5101 5100 $(db_settings crm_contacts)
+start contacts services/Contacts/bin/Release/net10.0/Crm.Contacts.dll 5101 5100 "${PUBLIC_KEY[@]}" $(db_settings crm_contacts)
 
-start delivery services/Delivery/bin/Release/net10.0/Crm.Delivery.dll 5201 5200 \
+start delivery services/Delivery/bin/Release/net10.0/Crm.Delivery.dll 5201 5200 "${PUBLIC_KEY[@]}" \
   $(db_settings crm_delivery) ConnectionStrings__Redis="$CRM_REDIS" \
   Delivery__SecretKey="$(cat .local/provider-secret-key)" Delivery__RedisKeyPrefix="demo:"
 
 # The gateway: REST and gRPC for both services on one address, API keys exchanged for identity tokens.
 start gateway services/Gateway/bin/Release/net10.0/Crm.Gateway.dll 8081 8080 \
+  Tenancy__SigningKey="$(cat "$CRM_SIGNING_KEY_FILE")" Tenancy__SigningKeyId="$CRM_SIGNING_KEY_ID" \
   Gateway__ContactsGrpc="http://127.0.0.1:5101" ConnectionStrings__Redis="$CRM_REDIS" Gateway__RedisKeyPrefix="demo:"
 
 crm() { dotnet tools/Crm.Cli/bin/Release/net10.0/crm.dll "$@"; }
@@ -98,9 +101,9 @@ cat <<MSG
   grpcurl -plaintext -import-path proto -import-path ~/.nuget/packages/google.api.commonprotos/2.17.0/content/protos \\
     -proto crm/contacts/v1/contacts.proto -H "authorization: Bearer $API_KEY" -d '{"contact":{"external_id":"C-1001"}}' \\
     127.0.0.1:8081 crm.contacts.v1.ContactsService/GetContactSummary
-  Or straight to a service with an identity token (it lists its API by reflection):
-  export CRM_SIGNING_KEY=$CRM_SIGNING_KEY
-  TOKEN=\$(dotnet tools/Crm.Cli/bin/Release/net10.0/crm.dll token --tenant demo)
+  Or straight to a service with an identity token (15 minutes; it lists its API by reflection):
+  export CRM_SIGNING_KEY_FILE=$CRM_SIGNING_KEY_FILE CRM_SIGNING_KEY_ID=$CRM_SIGNING_KEY_ID
+  TOKEN=\$(dotnet tools/Crm.Cli/bin/Release/net10.0/crm.dll token --tenant demo --lifetime 15m)
   grpcurl -plaintext -H "authorization: Bearer \$TOKEN" 127.0.0.1:5201 crm.delivery.v1.DeliveryService/GetFrequencyCapRules
 (logs in .local/logs; Ctrl-C stops the services, \`make down\` stops the servers)
 MSG

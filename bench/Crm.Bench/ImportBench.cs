@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Text;
 using Crm.BuildingBlocks.Tenancy;
 using Crm.Contacts.V1;
+using Crm.TestSupport;
 using Google.Protobuf;
 using Grpc.Core;
 using Grpc.Net.Client;
@@ -17,7 +18,7 @@ namespace Crm.Bench;
 /// </summary>
 public static class ImportBench
 {
-    private const string SigningKey = "bench-signing-key-0123456789-0123456789-abcdef";
+    private static readonly TestTokenKeys Keys = TestTokenKeys.Generate("bench");
 
     public static async Task RunAsync(BenchEnvironment env, int rows)
     {
@@ -45,11 +46,12 @@ public static class ImportBench
         {
             ["ConnectionStrings:Postgres"] = db,
             ["ConnectionStrings:RabbitMq"] = env.RabbitMq,
-            ["Tenancy:SigningKey"] = SigningKey,
+            ["Tenancy:PublicKeys:0:KeyId"] = Keys.KeyId,
+            ["Tenancy:PublicKeys:0:Pem"] = Keys.PublicPem,
         });
         using var channel = GrpcChannel.ForAddress(service.GrpcAddress);
         var client = new ContactsService.ContactsServiceClient(channel);
-        var tokens = new IdentityTokens(new TenancyOptions { SigningKey = SigningKey });
+        var tokens = Keys.Issuer();
         var headers = new Metadata { { "authorization", "Bearer " + tokens.Issue("bench", [Scope.All], TimeSpan.FromHours(1)) } };
         var baselineRss = service.PeakRssMiB();
         // A service runs for days: measure it warm, after a small import (into another workspace) has JIT-compiled the path.

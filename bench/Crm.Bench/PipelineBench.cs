@@ -3,6 +3,7 @@ using System.Text;
 using Crm.BuildingBlocks.Tenancy;
 using Crm.Contracts.Delivery;
 using Crm.Delivery.V1;
+using Crm.TestSupport;
 using Dapper;
 using Grpc.Core;
 using Grpc.Net.Client;
@@ -24,7 +25,7 @@ public static class PipelineBench
     private const int Contacts = 2_000;
     private const int PerContact = 10;
     private const int Messages = Contacts * PerContact;
-    private const string SigningKey = "bench-signing-key-0123456789-0123456789-abcdef";
+    private static readonly TestTokenKeys Keys = TestTokenKeys.Generate("bench");
 
     public static async Task RunAsync(BenchEnvironment env)
     {
@@ -39,14 +40,15 @@ public static class PipelineBench
             ["ConnectionStrings:Postgres"] = db,
             ["ConnectionStrings:RabbitMq"] = rabbit,
             ["ConnectionStrings:Redis"] = Environment.GetEnvironmentVariable("CRM_REDIS")!,
-            ["Tenancy:SigningKey"] = SigningKey,
+            ["Tenancy:PublicKeys:0:KeyId"] = Keys.KeyId,
+            ["Tenancy:PublicKeys:0:Pem"] = Keys.PublicPem,
             ["Delivery:SecretKey"] = Convert.ToBase64String(new byte[32]),
             ["Delivery:RedisKeyPrefix"] = $"bench-{Guid.NewGuid():N}:",
             ["Delivery:AllowNoopProvider"] = "true",
         });
         using var channel = GrpcChannel.ForAddress(service.GrpcAddress);
         var client = new DeliveryService.DeliveryServiceClient(channel);
-        var tokens = new IdentityTokens(new TenancyOptions { SigningKey = SigningKey });
+        var tokens = Keys.Issuer();
         // The run ends when every message's outcome has been published (the last step of the pipeline):
         // counted from the service's events on the bus, not by polling its database.
         var outcomes = new OutcomeCounter();
@@ -93,7 +95,7 @@ public static class PipelineBench
     }
 
     /// <summary>A workspace with a no-op SMS account, two marketing caps, a sender profile, and contacts with consent.</summary>
-    private static async Task<Guid[]> SetUpTenantAsync(DeliveryService.DeliveryServiceClient client, string db, IdentityTokens tokens, string tenant, int count)
+    private static async Task<Guid[]> SetUpTenantAsync(DeliveryService.DeliveryServiceClient client, string db, IdentityTokenIssuer tokens, string tenant, int count)
     {
         var auth = new Metadata { { "authorization", "Bearer " + tokens.Issue(tenant, [Scope.All]) } };
         await client.UpsertProviderAccountAsync(new UpsertProviderAccountRequest

@@ -23,12 +23,13 @@ public static class GatewayModule
         builder.AddServiceDefaults(ServiceName);
 
         var services = builder.Services;
-        var tenancy = builder.Configuration.GetSection(TenancyOptions.Section).Get<TenancyOptions>() ?? new TenancyOptions();
-        services.AddSingleton(new IdentityTokens(tenancy));
+        services.AddIdentityTokenIssuer(builder.Configuration);
         services.AddSingleton(builder.Configuration.GetSection(GatewayOptions.Section).Get<GatewayOptions>() ?? new GatewayOptions());
         services.AddSingleton(TimeProvider.System);
         services.AddSingleton<ContactsChannel>();
         services.AddSingleton<ApiKeyExchange>();
+        services.AddSingleton<ApiKeyUsage>();
+        services.AddHostedService(sp => sp.GetRequiredService<ApiKeyUsage>());
         // Not part of readiness: without Redis a keyed request is refused with 503 (its rate cannot be
         // checked) while identity-token calls and health go on, and the replicas stay in the Service.
         services.AddCrmRedis(builder.Configuration, degradesWithoutRedis: true);
@@ -58,6 +59,9 @@ public sealed class GatewayOptions
     public int RequestsPerSecond { get; set; } = 50;
 
     public int Burst { get; set; } = 100;
+
+    /// <summary>How often the keys used since are written to their last_used_at (one call to Contacts for all of them).</summary>
+    public TimeSpan KeyUseFlushInterval { get; set; } = TimeSpan.FromSeconds(30);
 
     /// <summary>Prepended to every Redis key (tests use one each).</summary>
     public string RedisKeyPrefix { get; set; } = "";

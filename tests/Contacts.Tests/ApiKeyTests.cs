@@ -1,6 +1,7 @@
 using Crm.BuildingBlocks.Tenancy;
 using Crm.Contacts.Tests.Infrastructure;
 using Crm.Contacts.V1;
+using Google.Protobuf.WellKnownTypes;
 using Google.Rpc;
 using Grpc.Core;
 
@@ -52,4 +53,65 @@ public sealed class ApiKeyTests(ContactsFixture fx)
         await Rpc.FailsWith(StatusCode.NotFound, () => fx.Workspaces.AuthenticateApiKeyAsync(request, gateway).ResponseAsync);
         Assert.Single((await fx.Workspaces.ListApiKeysAsync(new ListApiKeysRequest(), admin)).Keys, k => k.RevokedAt is not null);
     }
+
+    [Fact]
+    public async Task Should_refuse_a_key_past_its_expiry_and_refuse_an_expiry_in_the_past()
+    {
+        var t = ContactsFixture.NewTenant();
+        var admin = fx.As(t, Scope.WorkspaceAdmin, Scope.ContactsRead);
+        var past = await Rpc.FailsWith(StatusCode.InvalidArgument, () => fx.Workspaces.CreateApiKeyAsync(new CreateApiKeyRequest
+        {
+            Name = "late", Scopes = { Scope.ContactsRead }, ExpiresAt = Timestamp.FromDateTime(DateTime.UtcNow.AddMinutes(-1)),
+        }, admin).ResponseAsync);
+        Assert.Equal(["expires_at"], Rpc.ViolatedFields(past));
+
+        var expiresAt = Millis(DateTime.UtcNow.AddSeconds(2)); // PostgreSQL keeps microseconds
+        var created = await fx.Workspaces.CreateApiKeyAsync(new CreateApiKeyRequest
+        {
+            Name = "campaign tool", Scopes = { Scope.ContactsRead }, ExpiresAt = Timestamp.FromDateTime(expiresAt),
+        }, admin);
+        Assert.Equal(Timestamp.FromDateTime(expiresAt), created.Key.ExpiresAt);
+        var gateway = fx.As("gateway", Scope.ApiKeysVerify);
+        var request = new AuthenticateApiKeyRequest { Key = created.Secret };
+        var identity = await fx.Workspaces.AuthenticateApiKeyAsync(request, gateway);
+        Assert.Equal(Timestamp.FromDateTime(expiresAt), identity.ExpiresAt); // the gateway trusts it no longer than this
+
+        var wait = expiresAt - DateTime.UtcNow + TimeSpan.FromMilliseconds(100);
+        if (wait > TimeSpan.Zero) await Task.Delay(wait); // a clock condition, not a wait for processing
+        await Rpc.FailsWith(StatusCode.NotFound, () => fx.Workspaces.AuthenticateApiKeyAsync(request, gateway).ResponseAsync);
+        var listed = Assert.Single((await fx.Workspaces.ListApiKeysAsync(new ListApiKeysRequest(), admin)).Keys);
+        Assert.Equal(Timestamp.FromDateTime(expiresAt), listed.ExpiresAt);
+    }
+
+    [Fact]
+    public async Task Should_keep_the_latest_use_of_each_key_from_the_gateways_batches()
+    {
+        var (a, b) = (ContactsFixture.NewTenant(), ContactsFixture.NewTenant());
+        var keyA = (await fx.Workspaces.CreateApiKeyAsync(new CreateApiKeyRequest { Name = "a", Scopes = { Scope.ContactsRead } }, fx.As(a))).Key.KeyId;
+        var keyB = (await fx.Workspaces.CreateApiKeyAsync(new CreateApiKeyRequest { Name = "b", Scopes = { Scope.ContactsRead } }, fx.As(b))).Key.KeyId;
+        var unused = (await fx.Workspaces.CreateApiKeyAsync(new CreateApiKeyRequest { Name = "unused", Scopes = { Scope.ContactsRead } }, fx.As(b))).Key.KeyId;
+        var gateway = fx.As("gateway", Scope.ApiKeysVerify);
+        var now = Millis(DateTime.UtcNow);
+        static ApiKeyUse Use(string keyId, DateTime at) => new() { KeyId = keyId, UsedAt = Timestamp.FromDateTime(at) };
+
+        // One batch across workspaces; a key twice in it keeps its latest time; a time ahead of the server's counts as now.
+        await fx.Workspaces.RecordApiKeyUseAsync(new RecordApiKeyUseRequest { Uses = { Use(keyA, now.AddMinutes(-5)), Use(keyA, now.AddMinutes(-2)), Use(keyB, now.AddHours(1)) } }, gateway);
+        // A late batch with an older time does not move it back.
+        await fx.Workspaces.RecordApiKeyUseAsync(new RecordApiKeyUseRequest { Uses = { Use(keyA, now.AddMinutes(-10)) } }, gateway);
+
+        var listedA = Assert.Single((await fx.Workspaces.ListApiKeysAsync(new ListApiKeysRequest(), fx.As(a))).Keys);
+        Assert.Equal(Timestamp.FromDateTime(now.AddMinutes(-2)), listedA.LastUsedAt);
+        var listedB = (await fx.Workspaces.ListApiKeysAsync(new ListApiKeysRequest(), fx.As(b))).Keys;
+        Assert.InRange(listedB.Single(k => k.KeyId == keyB).LastUsedAt.ToDateTime(), now, DateTime.UtcNow.AddSeconds(1));
+        Assert.Null(listedB.Single(k => k.KeyId == unused).LastUsedAt);
+
+        // Only the gateway reports uses (it crosses workspaces), and a malformed one is refused naming it.
+        await Rpc.FailsWith(StatusCode.PermissionDenied, () => fx.Workspaces.RecordApiKeyUseAsync(
+            new RecordApiKeyUseRequest { Uses = { Use(keyA, now) } }, fx.As(a)).ResponseAsync);
+        var bad = await Rpc.FailsWith(StatusCode.InvalidArgument, () => fx.Workspaces.RecordApiKeyUseAsync(
+            new RecordApiKeyUseRequest { Uses = { Use(keyA, now), new ApiKeyUse { KeyId = "nope", UsedAt = Timestamp.FromDateTime(now) } } }, gateway).ResponseAsync);
+        Assert.Equal(["uses[1].key_id"], Rpc.ViolatedFields(bad));
+    }
+
+    private static DateTime Millis(DateTime t) => t.AddTicks(-(t.Ticks % TimeSpan.TicksPerMillisecond));
 }

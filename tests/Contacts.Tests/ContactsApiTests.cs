@@ -1,6 +1,7 @@
 using System.Net;
 using Crm.Contacts.Tests.Infrastructure;
 using Crm.Contacts.V1;
+using Crm.TestSupport;
 using Crm.BuildingBlocks.Tenancy;
 using Dapper;
 using Google.Protobuf.WellKnownTypes;
@@ -104,7 +105,7 @@ public sealed class ContactsApiTests(ContactsFixture fx)
     public async Task Should_refuse_calls_without_a_valid_token_or_scope()
     {
         await Rpc.FailsWith(StatusCode.Unauthenticated, () => Client.ListContactsAsync(new ListContactsRequest()).ResponseAsync);
-        var forged = new Metadata { { "authorization", "Bearer " + new IdentityTokens(new TenancyOptions { SigningKey = new string('x', 40) }).Issue("evil", ["*"]) } };
+        var forged = new Metadata { { "authorization", "Bearer " + TestTokenKeys.Generate("unknown-key").Issuer().Issue("evil", ["*"]) } };
         await Rpc.FailsWith(StatusCode.Unauthenticated, () => Client.ListContactsAsync(new ListContactsRequest(), forged).ResponseAsync);
         await Rpc.FailsWith(StatusCode.PermissionDenied, () => Client.UpsertContactAsync(
             new UpsertContactRequest { ExternalId = "x" }, fx.As(ContactsFixture.NewTenant(), Scope.ContactsRead)).ResponseAsync);

@@ -50,7 +50,7 @@ public sealed class PlatformThroughGatewayTests : IAsyncLifetime
             ["Delivery:RedisKeyPrefix"] = $"{_vhost}:",
             ["Outbox:PollInterval"] = "00:00:00.100",
         });
-        _gateway = await ServiceHost.StartAsync(GatewayModule.Build, new Dictionary<string, string?>
+        _gateway = await ServiceHost.StartIssuerAsync(GatewayModule.Build, new Dictionary<string, string?>
         {
             ["Gateway:ContactsGrpc"] = _contacts.GrpcAddress.ToString(),
             ["ConnectionStrings:Redis"] = TestServers.Redis,

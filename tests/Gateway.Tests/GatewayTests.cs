@@ -9,6 +9,7 @@ using Crm.Contacts.V1;
 using Crm.TestSupport;
 using Grpc.Core;
 using Grpc.Net.Client;
+using Microsoft.Extensions.Configuration;
 using GatewayModule = gateway::Crm.Gateway.GatewayModule;
 
 namespace Crm.Gateway.Tests;
@@ -36,12 +37,13 @@ public sealed class GatewayTests : IAsyncLifetime
     }
 
     /// <summary>A gateway replica: every replica shares Redis (and so each key's rate).</summary>
-    private Task<ServiceHost> StartGatewayAsync() => ServiceHost.StartAsync(GatewayModule.Build, new Dictionary<string, string?>
+    private Task<ServiceHost> StartGatewayAsync() => ServiceHost.StartIssuerAsync(GatewayModule.Build, new Dictionary<string, string?>
         {
             ["Gateway:ContactsGrpc"] = _contacts.GrpcAddress.ToString(),
             ["ConnectionStrings:Redis"] = TestServers.Redis,
             ["Gateway:RedisKeyPrefix"] = $"{_vhost}:",
             ["Gateway:KeyCacheFor"] = "00:00:00.200",
+            ["Gateway:KeyUseFlushInterval"] = "00:00:00.200",
             ["Gateway:RequestsPerSecond"] = "1",
             ["Gateway:Burst"] = "5",
             ["ReverseProxy:Clusters:contacts-http:Destinations:contacts:Address"] = _contacts.HttpAddress.ToString(),
@@ -58,11 +60,13 @@ public sealed class GatewayTests : IAsyncLifetime
 
     private HttpClient Rest(string credential) => _gateway.Rest(credential);
 
-    private async Task<(string KeyId, string Secret)> CreateKeyAsync(string tenant, params string[] scopes)
+    private Task<(string KeyId, string Secret)> CreateKeyAsync(string tenant, params string[] scopes) => CreateKeyAsync(tenant, null, scopes);
+
+    private async Task<(string KeyId, string Secret)> CreateKeyAsync(string tenant, DateTimeOffset? expiresAt, params string[] scopes)
     {
         // A workspace admin (here with an identity token) creates the key through the gateway.
         using var admin = Rest(_gateway.Tokens.Issue(tenant, [Scope.All]));
-        var created = await admin.PostAsJsonAsync("/v1/api-keys", new { name = "marketing tool", scopes });
+        var created = await admin.PostAsJsonAsync("/v1/api-keys", new { name = "marketing tool", scopes, expiresAt = expiresAt?.ToString("O") });
         Assert.Equal(HttpStatusCode.OK, created.StatusCode);
         var body = await created.Content.ReadFromJsonAsync<JsonElement>();
         return (body.GetProperty("key").GetProperty("keyId").GetString()!, body.GetProperty("secret").GetString()!);
@@ -132,9 +136,57 @@ public sealed class GatewayTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Should_show_when_a_key_was_last_used_and_refuse_it_once_expired()
+    {
+        var expiresAt = DateTimeOffset.UtcNow.AddSeconds(3);
+        var (keyId, key) = await CreateKeyAsync("gw-expiry", expiresAt, Scope.ContactsRead);
+        var (idleId, _) = await CreateKeyAsync("gw-expiry", Scope.ContactsRead);
+        using var admin = Rest(_gateway.Tokens.Issue("gw-expiry", [Scope.All]));
+        async Task<JsonElement> ListedAsync(string id) =>
+            (await admin.GetFromJsonAsync<JsonElement>("/v1/api-keys")).GetProperty("keys").EnumerateArray().Single(k => k.GetProperty("keyId").GetString() == id);
+
+        using var rest = Rest(key);
+        var before = DateTimeOffset.UtcNow.AddSeconds(-1);
+        Assert.Equal(HttpStatusCode.OK, (await rest.GetAsync("/v1/workspace")).StatusCode);
+        // The gateway writes the keys' use in batches (every 200 ms here): wait for it, not for a fixed time.
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        JsonElement listed;
+        while (!(listed = await ListedAsync(keyId)).TryGetProperty("lastUsedAt", out _) && DateTime.UtcNow < deadline) await Task.Delay(50);
+        var lastUsed = DateTimeOffset.Parse(listed.GetProperty("lastUsedAt").GetString()!, System.Globalization.CultureInfo.InvariantCulture);
+        Assert.InRange(lastUsed, before, DateTimeOffset.UtcNow.AddSeconds(1));
+        Assert.Equal(expiresAt.ToUnixTimeSeconds(), DateTimeOffset.Parse(listed.GetProperty("expiresAt").GetString()!, System.Globalization.CultureInfo.InvariantCulture).ToUnixTimeSeconds());
+        // The flush that wrote the used key's time ran: the unused key shows none.
+        Assert.False((await ListedAsync(idleId)).TryGetProperty("lastUsedAt", out _));
+
+        // Past its expiry the key is refused like a revoked one (the gateway's cache ends at the expiry).
+        var wait = expiresAt - DateTimeOffset.UtcNow + TimeSpan.FromMilliseconds(100);
+        if (wait > TimeSpan.Zero) await Task.Delay(wait);
+        Assert.Equal(HttpStatusCode.Unauthorized, (await rest.GetAsync("/v1/workspace")).StatusCode);
+    }
+
+    [Theory]
+    [InlineData(null, "Tenancy:SigningKey is empty")]
+    [InlineData("public", "Tenancy:SigningKey is a PEM \"PUBLIC KEY\"")]
+    [InlineData("no-kid", "Tenancy:SigningKeyId is required")]
+    public async Task Should_not_start_an_issuer_without_a_usable_private_key(string? key, string message)
+    {
+        var settings = new Dictionary<string, string?>
+        {
+            ["Kestrel:Endpoints:Grpc:Url"] = $"http://127.0.0.1:{TestServers.FreePort()}",
+            ["Kestrel:Endpoints:Http:Url"] = $"http://127.0.0.1:{TestServers.FreePort()}",
+            ["ConnectionStrings:Redis"] = TestServers.Redis,
+            ["Tenancy:SigningKeyId"] = key == "no-kid" ? "" : "k1",
+            ["Tenancy:SigningKey"] = key switch { "public" => TestTokenKeys.Default.PublicPem, "no-kid" => TestTokenKeys.Default.PrivatePem, _ => "" },
+        };
+        await using var app = GatewayModule.Build([], b => b.Configuration.AddInMemoryCollection(settings));
+        var refused = await Assert.ThrowsAsync<Microsoft.Extensions.Options.OptionsValidationException>(() => app.StartAsync());
+        Assert.Contains(message, refused.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Should_answer_503_when_contacts_cannot_check_a_key()
     {
-        await using var orphan = await ServiceHost.StartAsync(GatewayModule.Build, new Dictionary<string, string?>
+        await using var orphan = await ServiceHost.StartIssuerAsync(GatewayModule.Build, new Dictionary<string, string?>
         {
             ["Gateway:ContactsGrpc"] = $"http://127.0.0.1:{TestServers.FreePort()}", // nothing listens there
             ["ConnectionStrings:Redis"] = TestServers.Redis,

@@ -9,31 +9,41 @@ namespace Crm.TestSupport;
 /// <summary>A service started in-process on real loopback sockets (gRPC over h2c, health over HTTP/1.1).</summary>
 public sealed class ServiceHost : IAsyncDisposable
 {
-    public const string SigningKey = "test-signing-key-0123456789-0123456789-abcdef";
-
     private ServiceHost(WebApplication app, int grpcPort, int httpPort)
     {
         App = app;
         GrpcAddress = new Uri($"http://127.0.0.1:{grpcPort}");
         HttpAddress = new Uri($"http://127.0.0.1:{httpPort}");
         Channel = GrpcChannel.ForAddress(GrpcAddress, new GrpcChannelOptions { MaxSendMessageSize = 16 * 1024 * 1024 });
-        Tokens = new IdentityTokens(new TenancyOptions { SigningKey = SigningKey });
+        Tokens = TestTokenKeys.Default.Issuer();
     }
 
     public WebApplication App { get; }
     public Uri GrpcAddress { get; }
     public Uri HttpAddress { get; }
     public GrpcChannel Channel { get; }
-    public IdentityTokens Tokens { get; }
+    /// <summary>Signs tokens with the test issuer's key (<see cref="TestTokenKeys.Default"/>), which the services verify.</summary>
+    public IdentityTokenIssuer Tokens { get; }
 
+    /// <summary>A service: it verifies identity tokens with the test issuer's public key only (unless the settings name other keys).</summary>
     /// <param name="build">The service's own Build(args, configure), e.g. ContactsModule.Build.</param>
     /// <param name="settings">
     /// The service's configuration. A ConnectionStrings:Postgres given alone is the database owner's: the
     /// service then migrates as that owner and runs as <see cref="TestServers.AppRole"/>, as in production,
     /// so every test goes through row-level security.
     /// </param>
-    public static async Task<ServiceHost> StartAsync(
-        Func<string[], Action<WebApplicationBuilder>, WebApplication> build, IDictionary<string, string?> settings)
+    public static Task<ServiceHost> StartAsync(
+        Func<string[], Action<WebApplicationBuilder>, WebApplication> build, IDictionary<string, string?> settings) =>
+        StartWithKeysAsync(build, settings, settings.Keys.Any(k => k.StartsWith("Tenancy:PublicKeys:", StringComparison.Ordinal))
+            ? [] : TestTokenKeys.PublicKeySettings(TestTokenKeys.Default));
+
+    /// <summary>An issuer (the gateway): it signs with the test issuer's private key.</summary>
+    public static Task<ServiceHost> StartIssuerAsync(
+        Func<string[], Action<WebApplicationBuilder>, WebApplication> build, IDictionary<string, string?> settings) =>
+        StartWithKeysAsync(build, settings, TestTokenKeys.Default.SigningSettings());
+
+    private static async Task<ServiceHost> StartWithKeysAsync(
+        Func<string[], Action<WebApplicationBuilder>, WebApplication> build, IDictionary<string, string?> settings, Dictionary<string, string?> keys)
     {
         if (settings.TryGetValue("ConnectionStrings:Postgres", out var owner) && owner is not null
             && !settings.ContainsKey("ConnectionStrings:PostgresMigrations"))
@@ -45,13 +55,14 @@ public sealed class ServiceHost : IAsyncDisposable
         var httpPort = TestServers.FreePort();
         var app = build([], builder =>
         {
-            builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>(settings)
+            var all = new Dictionary<string, string?>(keys)
             {
                 ["Kestrel:Endpoints:Grpc:Url"] = $"http://127.0.0.1:{grpcPort}",
                 ["Kestrel:Endpoints:Http:Url"] = $"http://127.0.0.1:{httpPort}",
-                ["Tenancy:SigningKey"] = SigningKey,
                 ["Logging:LogLevel:Default"] = "Warning",
-            });
+            };
+            foreach (var (key, value) in settings) all[key] = value;
+            builder.Configuration.AddInMemoryCollection(all);
         });
         await app.StartAsync();
         return new ServiceHost(app, grpcPort, httpPort);

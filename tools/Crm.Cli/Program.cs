@@ -1,6 +1,6 @@
 using Crm.Cli;
 
-// crm token --tenant <id> [--scopes "a b"] [--hours N]   prints a signed identity token (local use)
+// crm token --tenant <id> [--scopes "a b"] [--lifetime 15m]  prints a signed identity token (local use; at most 12h)
 // crm demo  [--contacts url] [--delivery url]            creates and fills the demo workspace, sends through Delivery
 // crm fakes [--twilio-port 5990] [--smtp-port 2525]      the loopback Twilio API and SMTP server of the demo
 var command = args.Length > 0 ? args[0] : "help";
@@ -8,7 +8,17 @@ var options = Options.Parse(args.Skip(1).ToArray());
 switch (command)
 {
     case "token":
-        Console.WriteLine(Tokens.Issue(options.Get("tenant", "demo"), options.Get("scopes", "*").Split(' '), double.Parse(options.Get("hours", "12"), System.Globalization.CultureInfo.InvariantCulture)));
+        TimeSpan lifetime;
+        try
+        {
+            lifetime = Tokens.ParseLifetime(options.Get("lifetime", "15m"));
+        }
+        catch (ArgumentException e)
+        {
+            Console.Error.WriteLine(e.Message);
+            return 2;
+        }
+        Console.WriteLine(Tokens.Issue(options.Get("tenant", "demo"), options.Get("scopes", "*").Split(' '), lifetime));
         return 0;
     case "demo":
         await Demo.RunAsync(new Uri(options.Get("contacts", "http://127.0.0.1:5101")), options.Get("tenant", "demo"));
@@ -21,6 +31,6 @@ switch (command)
             int.Parse(options.Get("smtp-port", "2525"), System.Globalization.CultureInfo.InvariantCulture));
         return 0;
     default:
-        Console.Error.WriteLine("usage: crm token --tenant <id> [--scopes \"contacts.read contacts.write\"] | crm demo [--contacts <url>]");
+        Console.Error.WriteLine("usage: crm token --tenant <id> [--scopes \"contacts.read contacts.write\"] [--lifetime 15m] | crm demo [--contacts <url>]");
         return 2;
 }

@@ -115,26 +115,39 @@ Templates can only return strings, so the caller passes a dict and reads .servic
 {{- end }}
 
 {{/*
-The signing key the chart puts in its Secret: the configured one, else the one a previous
-release generated (read back with lookup, so upgrades keep it and tokens stay valid), else a new
-random one. Remembered in .Values for the rest of this render, so that every template that
-includes it (Secret, hook Secret, checksum) sees the same key.
+The identity-token key pair (ES256) the chart puts in its Secret, as a dict with signingKey (the
+private PEM: the gateway's only), keyId and publicKey (every service's). The configured one, else
+the one a previous release generated (read back with lookup, so upgrades keep it and tokens stay
+valid), else a new one: a P-256 private key, and its public key as a self-signed certificate
+(Helm cannot print a bare public key; the services read the key out of the certificate and ignore
+the rest). Remembered in .Values for the rest of this render, so that every template that includes
+it (Secret, hook Secret, checksum) sees the same pair. Call with the root context; returns YAML.
 */}}
-{{- define "crm.signingKey" -}}
+{{- define "crm.tokenKeys" -}}
 {{- $tenancy := .Values.tenancy }}
-{{- if not $tenancy.resolvedSigningKey }}
-{{- $key := $tenancy.signingKey }}
-{{- if not $key }}
-{{- $previous := lookup "v1" "Secret" .Release.Namespace (include "crm.credentialsSecretName" .) }}
-{{- $key = get (get $previous "data" | default dict) $tenancy.secretKey | default "" | b64dec }}
+{{- if not $tenancy.resolvedKeys }}
+{{- $keys := dict "signingKey" ($tenancy.signingKey | default "") "keyId" ($tenancy.signingKeyId | default "") "publicKey" ($tenancy.publicKey | default "") }}
+{{- if $keys.signingKey }}
+{{- if not (and $keys.keyId $keys.publicKey) }}
+{{- fail "tenancy.signingKey needs tenancy.signingKeyId and tenancy.publicKey (its public key, PEM)" }}
 {{- end }}
-{{- $key = $key | default (randAlphaNum 48) }}
-{{- if lt (len $key) 32 }}
-{{- fail "tenancy.signingKey must be at least 32 bytes (the services refuse a shorter HMAC key)" }}
+{{- if not (regexMatch "-----BEGIN (EC )?PRIVATE KEY-----" $keys.signingKey) }}
+{{- fail "tenancy.signingKey must be an ECDSA P-256 private key in PEM (\"EC PRIVATE KEY\" or \"PRIVATE KEY\")" }}
 {{- end }}
-{{- $_ := set $tenancy "resolvedSigningKey" $key }}
+{{- else }}
+{{- $previous := get (lookup "v1" "Secret" .Release.Namespace (include "crm.credentialsSecretName" .) | default dict) "data" | default dict }}
+{{- $names := $tenancy.secretKeys }}
+{{- if hasKey $previous $names.signingKey }}
+{{- $keys = dict "signingKey" (get $previous $names.signingKey | b64dec) "keyId" (get $previous $names.signingKeyId | default "" | b64dec) "publicKey" (get $previous $names.publicKey | default "" | b64dec) }}
+{{- else }}
+{{- $private := genPrivateKey "ecdsa" }}
+{{- $certificate := genSelfSignedCertWithKey "crm-platform identity tokens" nil nil 36500 $private }}
+{{- $keys = dict "signingKey" $private "keyId" (printf "helm-%s" (sha256sum $certificate.Cert | trunc 12)) "publicKey" $certificate.Cert }}
 {{- end }}
-{{- $tenancy.resolvedSigningKey }}
+{{- end }}
+{{- $_ := set $tenancy "resolvedKeys" $keys }}
+{{- end }}
+{{- toYaml $tenancy.resolvedKeys }}
 {{- end }}
 
 {{- define "crm.deliveryKeySecretName" -}}
@@ -268,7 +281,12 @@ existingSecret and only what an enabled service needs. Delivery's key has a Secr
 {{ $root.Values.redis.secretKey }}: {{ required "redis.address (or redis.existingSecret) is required" $root.Values.redis.address | b64enc }}
 {{- end }}
 {{- if not $root.Values.tenancy.existingSecret }}
-{{ $root.Values.tenancy.secretKey }}: {{ include "crm.signingKey" $root | b64enc }}
+{{- $keys := include "crm.tokenKeys" $root | fromYaml }}
+{{- with $root.Values.tenancy.secretKeys }}
+{{ .signingKey }}: {{ $keys.signingKey | b64enc }}
+{{ .signingKeyId }}: {{ $keys.keyId | b64enc }}
+{{ .publicKey }}: {{ $keys.publicKey | b64enc }}
+{{- end }}
 {{- end }}
 {{- end }}
 
@@ -331,11 +349,36 @@ Credentials first, then the chart's settings, then the user's env, so that the u
       name: {{ $v.redis.existingSecret | default .secret }}
       key: {{ $v.redis.secretKey }}
 {{- end }}
+{{- /* Identity tokens: the gateway signs (the private key is its alone), every other service verifies. */}}
+{{- if eq $svc.name "gateway" }}
 - name: Tenancy__SigningKey
   valueFrom:
     secretKeyRef:
       name: {{ $v.tenancy.existingSecret | default .secret }}
-      key: {{ $v.tenancy.secretKey }}
+      key: {{ $v.tenancy.secretKeys.signingKey }}
+- name: Tenancy__SigningKeyId
+  valueFrom:
+    secretKeyRef:
+      name: {{ $v.tenancy.existingSecret | default .secret }}
+      key: {{ $v.tenancy.secretKeys.signingKeyId }}
+{{- else }}
+- name: Tenancy__PublicKeys__0__KeyId
+  valueFrom:
+    secretKeyRef:
+      name: {{ $v.tenancy.existingSecret | default .secret }}
+      key: {{ $v.tenancy.secretKeys.signingKeyId }}
+- name: Tenancy__PublicKeys__0__Pem
+  valueFrom:
+    secretKeyRef:
+      name: {{ $v.tenancy.existingSecret | default .secret }}
+      key: {{ $v.tenancy.secretKeys.publicKey }}
+{{- range $i, $key := $v.tenancy.additionalPublicKeys }}
+- name: Tenancy__PublicKeys__{{ add1 $i }}__KeyId
+  value: {{ required "tenancy.additionalPublicKeys[].keyId is required" $key.keyId | quote }}
+- name: Tenancy__PublicKeys__{{ add1 $i }}__Pem
+  value: {{ required "tenancy.additionalPublicKeys[].pem is required" $key.pem | quote }}
+{{- end }}
+{{- end }}
 {{- if eq $svc.name "delivery" }}
 - name: Delivery__SecretKey
   valueFrom:

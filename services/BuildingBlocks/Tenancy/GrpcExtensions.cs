@@ -1,6 +1,7 @@
 using Crm.BuildingBlocks.Errors;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Options;
 
 namespace Crm.BuildingBlocks.Tenancy;
 
@@ -9,9 +10,7 @@ public static class GrpcExtensions
     /// <summary>gRPC with the platform's interceptors: errors mapped outermost, then identity verified.</summary>
     public static IServiceCollection AddCrmGrpc(this IServiceCollection services, IConfiguration configuration)
     {
-        var options = configuration.GetSection(TenancyOptions.Section).Get<TenancyOptions>() ?? new TenancyOptions();
-        services.AddSingleton(options);
-        services.AddSingleton(new IdentityTokens(options));
+        services.AddIdentityTokenVerification(configuration);
         services.AddGrpc(o =>
         {
             o.Interceptors.Add<ErrorMappingInterceptor>();
@@ -27,5 +26,31 @@ public static class GrpcExtensions
         // Lets grpcurl and Postman discover the API (still behind the identity token).
         services.AddGrpcReflection();
         return services;
+    }
+}
+
+public static class TenancyServices
+{
+    /// <summary>A service: verifies identity tokens with Tenancy:PublicKeys, checked at start-up (and refuses a private key).</summary>
+    public static IServiceCollection AddIdentityTokenVerification(this IServiceCollection services, IConfiguration configuration)
+    {
+        services.AddTenancyOptions<TokenVerifierOptionsValidation>(configuration);
+        services.AddSingleton(sp => new IdentityTokenVerifier(sp.GetRequiredService<IOptions<TenancyOptions>>().Value));
+        return services;
+    }
+
+    /// <summary>An issuer (the gateway): signs identity tokens with Tenancy:SigningKey and Tenancy:SigningKeyId, checked at start-up.</summary>
+    public static IServiceCollection AddIdentityTokenIssuer(this IServiceCollection services, IConfiguration configuration)
+    {
+        services.AddTenancyOptions<TokenIssuerOptionsValidation>(configuration);
+        services.AddSingleton(sp => new IdentityTokenIssuer(sp.GetRequiredService<IOptions<TenancyOptions>>().Value));
+        return services;
+    }
+
+    private static void AddTenancyOptions<TValidation>(this IServiceCollection services, IConfiguration configuration)
+        where TValidation : class, IValidateOptions<TenancyOptions>
+    {
+        services.AddOptions<TenancyOptions>().Bind(configuration.GetSection(TenancyOptions.Section)).ValidateOnStart();
+        services.AddSingleton<IValidateOptions<TenancyOptions>, TValidation>();
     }
 }

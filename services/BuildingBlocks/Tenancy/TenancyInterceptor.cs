@@ -4,7 +4,7 @@ using Grpc.Core.Interceptors;
 namespace Crm.BuildingBlocks.Tenancy;
 
 /// <summary>Verifies the caller's identity token on every gRPC call; handlers read it with <c>context.Caller()</c>.</summary>
-public sealed class TenancyInterceptor(IdentityTokens tokens) : Interceptor
+public sealed class TenancyInterceptor(IdentityTokenVerifier tokens) : Interceptor
 {
     private const string IdentityKey = "crm.identity";
 

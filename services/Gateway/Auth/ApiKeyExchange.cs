@@ -15,13 +15,13 @@ namespace Crm.Gateway.Auth;
 /// not shaped like a key is refused here, without asking Contacts; concurrent first uses of one key
 /// share one question.
 /// </summary>
-public sealed partial class ApiKeyExchange(GatewayOptions options, ContactsChannel contacts, IdentityTokens tokens, TimeProvider clock)
+public sealed partial class ApiKeyExchange(GatewayOptions options, ContactsChannel contacts, IdentityTokenIssuer tokens, TimeProvider clock)
 {
     private const int CacheLimit = 100_000;
     private readonly ConcurrentDictionary<string, Entry> _cache = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, Lazy<Task<Resolved?>>> _inFlight = new(StringComparer.Ordinal);
 
-    public sealed record Resolved(string KeyId, string TenantId, string Token);
+    public sealed record Resolved(string KeyId, string TenantId, string Token, DateTimeOffset? ExpiresAt);
 
     private sealed record Entry(Resolved? Resolved, DateTimeOffset Until);
 
@@ -32,7 +32,7 @@ public sealed partial class ApiKeyExchange(GatewayOptions options, ContactsChann
     [GeneratedRegex("^crm_[0-9a-f]{32}_[A-Za-z0-9_-]{43}$")]
     private static partial Regex KeyShape();
 
-    /// <returns>The key's identity token, or null when the key is malformed, unknown or revoked.</returns>
+    /// <returns>The key's identity token, or null when the key is malformed, unknown, revoked or expired.</returns>
     /// <exception cref="RpcException">Contacts could not answer (the caller may retry).</exception>
     public async Task<Resolved?> ResolveAsync(string key, CancellationToken ct)
     {
@@ -49,11 +49,12 @@ public sealed partial class ApiKeyExchange(GatewayOptions options, ContactsChann
         {
             var identity = await new WorkspaceService.WorkspaceServiceClient(contacts.Channel).AuthenticateApiKeyAsync(
                 new AuthenticateApiKeyRequest { Key = key },
-                new Metadata { { "authorization", "Bearer " + tokens.Issue("gateway", [Scope.ApiKeysVerify], TimeSpan.FromMinutes(1), "gateway") } },
+                contacts.GatewayCredentials(),
                 deadline: clock.GetUtcNow().UtcDateTime.AddSeconds(5));
             // The token outlives the cache entry, so a request never carries one that expires on its way.
             var resolved = new Resolved(identity.KeyId, identity.TenantId,
-                tokens.Issue(identity.TenantId, identity.Scopes, options.KeyCacheFor + TimeSpan.FromMinutes(5), $"api-key:{identity.KeyId}"));
+                tokens.Issue(identity.TenantId, identity.Scopes, options.KeyCacheFor + TimeSpan.FromMinutes(5), $"api-key:{identity.KeyId}"),
+                identity.ExpiresAt?.ToDateTimeOffset());
             Remember(id, resolved);
             return resolved;
         }
@@ -83,6 +84,9 @@ public sealed partial class ApiKeyExchange(GatewayOptions options, ContactsChann
                     if (e.Resolved is null) _cache.TryRemove(k, out _);
             if (_cache.Count >= CacheLimit) _cache.Clear();
         }
-        _cache[id] = new Entry(resolved, now + options.KeyCacheFor);
+        // A key that expires sooner is asked about again when it does (and then refused).
+        var until = now + options.KeyCacheFor;
+        if (resolved?.ExpiresAt is { } expires && expires < until) until = expires;
+        _cache[id] = new Entry(resolved, until);
     }
 }

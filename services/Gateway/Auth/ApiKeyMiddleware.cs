@@ -5,7 +5,7 @@ namespace Crm.Gateway.Auth;
 /// 401 / UNAUTHENTICATED) and counted against its rate (429 / RESOURCE_EXHAUSTED). Anything else in
 /// Authorization goes on unchanged for the service to verify.
 /// </summary>
-public sealed class ApiKeyMiddleware(RequestDelegate next, ApiKeyExchange exchange, KeyRateLimits limits, ILogger<ApiKeyMiddleware> logger)
+public sealed class ApiKeyMiddleware(RequestDelegate next, ApiKeyExchange exchange, KeyRateLimits limits, ApiKeyUsage usage, ILogger<ApiKeyMiddleware> logger)
 {
     public async Task InvokeAsync(HttpContext context)
     {
@@ -27,9 +27,10 @@ public sealed class ApiKeyMiddleware(RequestDelegate next, ApiKeyExchange exchan
             }
             if (resolved is null)
             {
-                await GatewayErrors.WriteAsync(context, Grpc.Core.StatusCode.Unauthenticated, "The API key is unknown or revoked.");
+                await GatewayErrors.WriteAsync(context, Grpc.Core.StatusCode.Unauthenticated, "The API key is unknown, revoked or expired.");
                 return;
             }
+            usage.Record(resolved.KeyId);
             TimeSpan wait;
             try
             {

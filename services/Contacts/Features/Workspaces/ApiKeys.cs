@@ -37,22 +37,29 @@ public sealed class ApiKeys(TenantDb db)
             if (!Grantable.Contains(scope)) v.Add("scopes", $"'{scope}' is not a scope a key can have ({string.Join(", ", Grantable.Order())})");
             else if (!creator.Has(scope)) v.Add("scopes", $"'{scope}' is more than the caller has");
         }
+        var createdAt = DateTime.UtcNow;
+        DateTime? expiresAt = null;
+        if (request.ExpiresAt is { } expires)
+        {
+            if (!TryToDateTime(expires, out var at)) v.Add("expires_at", "is not a valid time");
+            else if (at <= createdAt) v.Add("expires_at", "must be in the future");
+            else expiresAt = at;
+        }
         v.ThrowIfInvalid();
 
         var keyId = Guid.CreateVersion7();
         var secret = RandomNumberGenerator.GetBytes(32);
-        var createdAt = DateTime.UtcNow;
         await using (var tx = await db.BeginAsync(creator.TenantId, ct))
         {
             await tx.Connection.ExecuteAsync("""
-            INSERT INTO api_keys (key_id, tenant_id, name, scopes, secret_hash, created_at)
-            VALUES (@keyId, @tenant, @name, @scopes, @hash, @createdAt)
-            """, new { keyId, tenant = creator.TenantId, name = request.Name.Trim(), scopes = request.Scopes.Distinct().ToArray(), hash = SHA256.HashData(secret), createdAt });
+            INSERT INTO api_keys (key_id, tenant_id, name, scopes, secret_hash, created_at, expires_at)
+            VALUES (@keyId, @tenant, @name, @scopes, @hash, @createdAt, @expiresAt)
+            """, new { keyId, tenant = creator.TenantId, name = request.Name.Trim(), scopes = request.Scopes.Distinct().ToArray(), hash = SHA256.HashData(secret), createdAt, expiresAt });
             await tx.CommitAsync(ct);
         }
         return new CreateApiKeyResponse
         {
-            Key = ToProto(new Row { KeyId = keyId, Name = request.Name.Trim(), Scopes = [.. request.Scopes.Distinct()], CreatedAt = createdAt }),
+            Key = ToProto(new Row { KeyId = keyId, Name = request.Name.Trim(), Scopes = [.. request.Scopes.Distinct()], CreatedAt = createdAt, ExpiresAt = expiresAt }),
             Secret = $"{Prefix}{keyId:N}_{Base64Url.EncodeToString(secret)}",
         };
     }
@@ -62,7 +69,7 @@ public sealed class ApiKeys(TenantDb db)
         await using var scope = await db.BeginAsync(tenant, ct);
         var conn = scope.Connection;
         return [.. (await conn.QueryAsync<Row>(
-            "SELECT key_id, name, scopes, created_at, revoked_at FROM api_keys WHERE tenant_id = @tenant ORDER BY created_at", new { tenant })).Select(ToProto)];
+            $"SELECT {Columns} FROM api_keys WHERE tenant_id = @tenant ORDER BY created_at", new { tenant })).Select(ToProto)];
     }
 
     public async Task<ApiKey> RevokeAsync(string tenant, string keyId, CancellationToken ct)
@@ -70,15 +77,15 @@ public sealed class ApiKeys(TenantDb db)
         if (!Guid.TryParse(keyId, out var id)) throw new InvalidArgumentException("key_id", "is not a key id");
         await using var scope = await db.BeginAsync(tenant, ct);
         var conn = scope.Connection;
-        var row = await conn.QuerySingleOrDefaultAsync<Row>("""
+        var row = await conn.QuerySingleOrDefaultAsync<Row>($"""
             UPDATE api_keys SET revoked_at = coalesce(revoked_at, now()) WHERE tenant_id = @tenant AND key_id = @id
-            RETURNING key_id, name, scopes, created_at, revoked_at
+            RETURNING {Columns}
             """, new { tenant, id }) ?? throw new NotFoundException($"API key {keyId} not found.");
         await scope.CommitAsync(ct);
         return ToProto(row);
     }
 
-    /// <summary>The workspace and scopes of a working key; null for a malformed, unknown, wrong or revoked one.</summary>
+    /// <summary>The workspace and scopes of a working key; null for a malformed, unknown, wrong, revoked or expired one.</summary>
     public async Task<ApiKeyIdentity?> AuthenticateAsync(string key, CancellationToken ct)
     {
         if (!key.StartsWith(Prefix, StringComparison.Ordinal) || key.Length < Prefix.Length + 34 || key[Prefix.Length + 32] != '_'
@@ -88,11 +95,48 @@ public sealed class ApiKeys(TenantDb db)
         // Cross-tenant by design: the key names its workspace only through its row.
         await using var scope = await db.BeginCrossTenantAsync("API-key lookup: which workspace a key belongs to", ct);
         var conn = scope.Connection;
-        var row = await conn.QuerySingleOrDefaultAsync<(string TenantId, string[] Scopes, byte[] SecretHash)>(
-            "SELECT tenant_id, scopes, secret_hash FROM api_keys WHERE key_id = @keyId AND revoked_at IS NULL", new { keyId });
+        var row = await conn.QuerySingleOrDefaultAsync<(string TenantId, string[] Scopes, byte[] SecretHash, DateTime? ExpiresAt)>("""
+            SELECT tenant_id, scopes, secret_hash, expires_at FROM api_keys
+            WHERE key_id = @keyId AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())
+            """, new { keyId });
         if (row.SecretHash is null || !CryptographicOperations.FixedTimeEquals(row.SecretHash, SHA256.HashData(secret))) return null;
-        return new ApiKeyIdentity { TenantId = row.TenantId, Scopes = { row.Scopes }, KeyId = keyId.ToString() };
+        var identity = new ApiKeyIdentity { TenantId = row.TenantId, Scopes = { row.Scopes }, KeyId = keyId.ToString() };
+        if (row.ExpiresAt is { } expires) identity.ExpiresAt = Utc(expires);
+        return identity;
     }
+
+    public const int MaxUsesPerCall = 10_000;
+
+    /// <summary>
+    /// Keeps the latest use of each key, as the gateway saw them (one statement for the whole batch).
+    /// Deliberately across workspaces, like <see cref="AuthenticateAsync"/>: the gateway reports the
+    /// keys of every workspace at once. A time ahead of this server's clock counts as now.
+    /// </summary>
+    public async Task RecordUseAsync(IReadOnlyList<ApiKeyUse> uses, CancellationToken ct)
+    {
+        var v = new Validation();
+        if (uses.Count > MaxUsesPerCall) v.Add("uses", $"at most {MaxUsesPerCall} a call");
+        var ids = new Guid[uses.Count];
+        var times = new DateTime[uses.Count];
+        for (var i = 0; i < uses.Count; i++)
+        {
+            if (!Guid.TryParse(uses[i].KeyId, out ids[i])) v.Add($"uses[{i}].key_id", "is not a key id");
+            if (uses[i].UsedAt is null || !TryToDateTime(uses[i].UsedAt, out times[i])) v.Add($"uses[{i}].used_at", "is required (a valid time)");
+        }
+        v.ThrowIfInvalid();
+        if (uses.Count == 0) return;
+        // Cross-tenant by design: the gateway reports the keys of every workspace in one batch.
+        await using var scope = await db.BeginCrossTenantAsync("API-key use: last_used_at of every workspace's keys, batched by the gateway", ct);
+        await scope.Connection.ExecuteAsync(new CommandDefinition("""
+            UPDATE api_keys k SET last_used_at = u.used_at
+            FROM (SELECT key_id, least(max(used_at), now()) AS used_at
+                  FROM unnest(@ids::uuid[], @times::timestamptz[]) AS t(key_id, used_at) GROUP BY key_id) u
+            WHERE k.key_id = u.key_id AND (k.last_used_at IS NULL OR k.last_used_at < u.used_at)
+            """, new { ids, times }, cancellationToken: ct));
+        await scope.CommitAsync(ct);
+    }
+
+    private const string Columns = "key_id, name, scopes, created_at, revoked_at, expires_at, last_used_at";
 
     private sealed class Row
     {
@@ -101,14 +145,34 @@ public sealed class ApiKeys(TenantDb db)
         public string[] Scopes { get; init; } = [];
         public DateTime CreatedAt { get; init; }
         public DateTime? RevokedAt { get; init; }
+        public DateTime? ExpiresAt { get; init; }
+        public DateTime? LastUsedAt { get; init; }
     }
 
     private static ApiKey ToProto(Row r)
     {
-        var key = new ApiKey { KeyId = r.KeyId.ToString(), Name = r.Name, Scopes = { r.Scopes }, CreatedAt = Timestamp.FromDateTime(DateTime.SpecifyKind(r.CreatedAt, DateTimeKind.Utc)) };
-        if (r.RevokedAt is { } revoked) key.RevokedAt = Timestamp.FromDateTime(DateTime.SpecifyKind(revoked, DateTimeKind.Utc));
+        var key = new ApiKey { KeyId = r.KeyId.ToString(), Name = r.Name, Scopes = { r.Scopes }, CreatedAt = Utc(r.CreatedAt) };
+        if (r.RevokedAt is { } revoked) key.RevokedAt = Utc(revoked);
+        if (r.ExpiresAt is { } expires) key.ExpiresAt = Utc(expires);
+        if (r.LastUsedAt is { } used) key.LastUsedAt = Utc(used);
         return key;
     }
+
+    private static bool TryToDateTime(Timestamp t, out DateTime value)
+    {
+        value = default;
+                try
+        {
+            value = t.ToDateTime();
+            return true;
+        }
+        catch (InvalidOperationException)
+        {
+            return false; // outside 0001-01-01 .. 9999-12-31
+        }
+    }
+
+    private static Timestamp Utc(DateTime t) => Timestamp.FromDateTime(DateTime.SpecifyKind(t, DateTimeKind.Utc));
 
     /// <summary>32 bytes in their one spelling (no padding, whitespace or stray bits), so a key has no aliases.</summary>
     private static bool TryDecodeSecret(string text, out byte[] secret)

@@ -78,11 +78,23 @@ public sealed class WorkspaceGrpcService(Workspaces workspaces, ApiKeys apiKeys)
 
     public override async Task<ApiKeyIdentity> AuthenticateApiKey(AuthenticateApiKeyRequest request, ServerCallContext context)
     {
-        // Only an explicit apikeys.verify scope (the gateway's), never "*": this call crosses workspaces.
+        RequireGateway(context);
+        return await apiKeys.AuthenticateAsync(request.Key, context.CancellationToken)
+            ?? throw new NotFoundException("No such API key (unknown, revoked, expired or malformed).");
+    }
+
+    public override async Task<RecordApiKeyUseResponse> RecordApiKeyUse(RecordApiKeyUseRequest request, ServerCallContext context)
+    {
+        RequireGateway(context);
+        await apiKeys.RecordUseAsync(request.Uses, context.CancellationToken);
+        return new RecordApiKeyUseResponse();
+    }
+
+    /// <summary>Only an explicit apikeys.verify scope (the gateway's), never "*": these calls cross workspaces.</summary>
+    private static void RequireGateway(ServerCallContext context)
+    {
         if (!context.Caller(Scope.ApiKeysVerify).Scopes.Contains(Scope.ApiKeysVerify))
             throw new RpcException(new Status(StatusCode.PermissionDenied, $"The token lacks the '{Scope.ApiKeysVerify}' scope."));
-        return await apiKeys.AuthenticateAsync(request.Key, context.CancellationToken)
-            ?? throw new NotFoundException("No such API key (unknown, revoked or malformed).");
     }
 
     public override async Task<Workspace> GetWorkspace(GetWorkspaceRequest request, ServerCallContext context)
