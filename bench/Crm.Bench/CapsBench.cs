@@ -49,7 +49,20 @@ public static class CapsBench
         using var redis = await ConnectionMultiplexer.ConnectAsync(redisAddress);
         var server = redis.GetServer(redis.GetEndPoints()[0]);
         await DeleteKeysAsync(redis, server);
+        try
+        {
+            await MeasureAsync(redis, dataSource, redisAddress);
+        }
+        finally
+        {
+            await DeleteKeysAsync(redis, server);
+            await env.DropDatabaseAsync("crm_bench_delivery_caps");
+        }
+    }
 
+    private static async Task MeasureAsync(ConnectionMultiplexer redis, NpgsqlDataSource dataSource, string redisAddress)
+    {
+        var server = redis.GetServer(redis.GetEndPoints()[0]);
         var policy = new TenantPolicy(Tenant, DeliverySettings.Default,
             [
                 new CapRule("daily", "all_marketing", "", 1, TimeSpan.FromDays(1)),
@@ -91,6 +104,7 @@ public static class CapsBench
             var checks = picks.Select(p => new FrequencyCaps.Check(policy, contacts[p], Guid.NewGuid(), rules, now)).ToArray();
             var batches = checks.Chunk(Batch).ToArray();
             var allowed = 0;
+            var refusedBy = new System.Collections.Concurrent.ConcurrentDictionary<string, int>();
             var next = -1;
             watch.Restart();
             await Task.WhenAll(Enumerable.Range(0, InFlight).Select(async _ =>
@@ -99,13 +113,14 @@ public static class CapsBench
                 {
                     var results = await caps.ReserveAsync(batches[b]);
                     Interlocked.Add(ref allowed, results.Count(r => r.Allowed));
+                    foreach (var r in results.Where(r => !r.Allowed)) refusedBy.AddOrUpdate(r.DeniedBy!.RuleId, 1, (_, n) => n + 1);
                 }
             }));
             var rate = Decisions / watch.Elapsed.TotalSeconds;
             await DeleteKeysAsync(redis, server, KeyPrefix + prefix);
             ours = Math.Max(ours, rate);
             oursAllowed = 100.0 * allowed / Decisions;
-            Console.Error.WriteLine(FormattableString.Invariant($"caps run {run + 1}: FrequencyCaps {rate:F0} decisions/s, {allowed} allowed, {Decisions - allowed} refused"));
+            Console.Error.WriteLine(FormattableString.Invariant($"caps run {run + 1}: FrequencyCaps {rate:F0} decisions/s, {allowed} allowed, {Decisions - allowed} refused ({string.Join(", ", refusedBy.OrderBy(r => r.Key).Select(r => $"{r.Key} {r.Value}"))})"));
 
             // redis-benchmark: the same script by SHA, keys and arguments with the contact and the message id drawn per command.
             prefix = $"run{run}b:";
@@ -135,9 +150,6 @@ public static class CapsBench
 
         Console.WriteLine(FormattableString.Invariant(
             $"bench caps: {ours:F0} decisions/s, {ours / baseline:F2}x of redis-benchmark ({Contacts} contacts, 3 rules, {oursAllowed:F0}% allowed, {Decisions} decisions, best of {Runs}; redis-benchmark {baseline:F0}/s, {baselineAllowed:F0}% allowed, -c {InFlight} -P {Batch})"));
-
-        await DeleteKeysAsync(redis, server);
-        await env.DropDatabaseAsync("crm_bench_delivery_caps");
     }
 
     private static FrequencyCaps Caps(IConnectionMultiplexer redis, NpgsqlDataSource db, string prefix) =>
