@@ -318,12 +318,39 @@ public sealed class ContactsApiTests(ContactsFixture fx)
     }
 
     [Fact]
-    public async Task Should_report_ready_when_postgres_and_rabbitmq_answer()
+    public async Task Should_be_ready_only_while_postgres_answers()
     {
-        using var http = new HttpClient { BaseAddress = fx.Host.HttpAddress };
+        // A replica of its own, reaching PostgreSQL through a relay the test can cut (the shared server stays up).
+        var postgres = new NpgsqlConnectionStringBuilder(fx.ConnectionString);
+        await using var relay = new TcpRelay(postgres.Host!, postgres.Port);
+        postgres.Host = "127.0.0.1";
+        postgres.Port = relay.Port;
+        await using var host = await ServiceHost.StartAsync(ContactsModule.Build, new Dictionary<string, string?>
+        {
+            ["ConnectionStrings:Postgres"] = postgres.ConnectionString,
+            ["ConnectionStrings:RabbitMq"] = fx.RabbitMqUri,
+            ["Outbox:RelayEnabled"] = "false",
+        });
+        using var http = new HttpClient { BaseAddress = host.HttpAddress };
         Assert.Equal(HttpStatusCode.OK, (await http.GetAsync("/health/live")).StatusCode);
         // Start-up waits for the bus (MassTransit WaitUntilStarted): a started service is ready at once.
-        var ready = await http.GetAsync("/health/ready");
-        Assert.Equal(HttpStatusCode.OK, ready.StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await http.GetAsync("/health/ready")).StatusCode);
+
+        await relay.CutAsync();
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, (await http.GetAsync("/health/ready")).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await http.GetAsync("/health/live")).StatusCode); // alive: not restarted for it
+
+        relay.Open();
+        await ReadyAgainAsync(http);
+    }
+
+    private static async Task ReadyAgainAsync(HttpClient http)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while ((await http.GetAsync("/health/ready")).StatusCode != HttpStatusCode.OK)
+        {
+            Assert.True(DateTime.UtcNow < deadline, "the service did not become ready again when PostgreSQL came back");
+            await Task.Delay(100);
+        }
     }
 }

@@ -2,6 +2,8 @@ using Crm.Contracts.Delivery;
 using Crm.Delivery.Tests.Infrastructure;
 using Crm.Delivery.V1;
 using Crm.Fakes.Twilio;
+using Crm.TestSupport;
+using MassTransit;
 using Dapper;
 using Google.Protobuf.WellKnownTypes;
 using Npgsql;
@@ -32,7 +34,7 @@ public sealed class DeliveryPipelineTests(DeliveryFixture fx)
         var sent = Assert.Single(fx.Twilio.Messages, m => m.To == "+821011112222");
         Assert.StartsWith("(광고)데모상점", sent.Body);
         Assert.EndsWith("무료수신거부 080-123-4567", sent.Body);
-        Assert.Equal(sent.Segments, first.Segments); // UCS-2: what the provider bills
+        Assert.Equal((1, sent.Segments), (first.Segments, first.Segments)); // UCS-2, 40 units: one part, as the provider bills it
         Assert.Equal(sent.Sid, first.ProviderMessageId);
         Assert.Equal([MessageStatus.Accepted, MessageStatus.Sent], first.Timeline.Select(s => s.Status));
     }
@@ -43,10 +45,14 @@ public sealed class DeliveryPipelineTests(DeliveryFixture fx)
         var t = await fx.NewWorkspaceAsync();
         var c = await fx.NewContactAsync(t, phone: "+821012120000", consents: [SmsMarketingIn, SmsNightIn]);
         var command = new DeliverMessage(t, [new DeliveryRequest("campaign-7-" + c.ToString("N"), c, "sms", "marketing", "campaign-7", null, null, "신상품 안내")]);
-        await fx.PublishAsync(command);
-        await fx.PublishAsync(command); // the broker redelivers, or Campaigns retries
+        using var received = ReceivedMessages.Observe(fx.Host.App);
+        var (first, retry) = (NewId.NextGuid(), NewId.NextGuid());
+        await fx.PublishAsync(command, first);
         await fx.WaitUntilAsync($"SELECT count(*) FROM messages WHERE tenant_id = '{t}' AND status = 'sent'", 1);
-        await Task.Delay(500);
+        await fx.PublishAsync(command, first); // the broker redelivers
+        await fx.PublishAsync(command, retry); // Campaigns retries
+        await received.WaitAsync(first, times: 2);
+        await received.WaitAsync(retry);
         Assert.Single(fx.Twilio.Requests, r => r.To == "+821012120000");
         await using var conn = new NpgsqlConnection(fx.ConnectionString);
         Assert.Equal(1, await conn.ExecuteScalarAsync<long>("SELECT count(*) FROM messages WHERE tenant_id = @t", new { t }));
@@ -146,8 +152,9 @@ public sealed class DeliveryPipelineTests(DeliveryFixture fx)
             Assert.Equal("advertising between 21:00 and 08:00 needs night-time consent", m.Reason);
             Assert.Equal(new DateTimeOffset(2026, 11, 24, 8, 0, 0, TimeSpan.FromHours(9)), m.NotBefore.ToDateTimeOffset());
 
+            var marker = await ScheduledMarkerAsync(t, "+821055557777", new DateTimeOffset(2026, 11, 24, 7, 58, 30, TimeSpan.FromHours(9)));
             fx.Clock.Set(new DateTimeOffset(2026, 11, 24, 7, 59, 0, TimeSpan.FromHours(9)));
-            await Task.Delay(400);
+            await SentAsync(t, marker); // released at 07:59, in a poll that saw the 08:00 message too
             Assert.DoesNotContain(fx.Twilio.Requests, r => r.To == "+821055556666");
 
             fx.Clock.Set(new DateTimeOffset(2026, 11, 24, 8, 0, 1, TimeSpan.FromHours(9)));
@@ -177,8 +184,9 @@ public sealed class DeliveryPipelineTests(DeliveryFixture fx)
             Assert.Equal((MessageStatus.Deferred, "scheduled"), (m.Status, m.Reason));
             Assert.Equal(start.AddHours(2), m.NotBefore.ToDateTimeOffset());
 
+            var marker = await ScheduledMarkerAsync(t, "+821088880009", start.AddHours(2).AddSeconds(-60));
             fx.Clock.Set(start.AddHours(2).AddSeconds(-30));
-            await Task.Delay(400);
+            await SentAsync(t, marker); // released 30 s before, in a poll that saw the 16:00 message too
             Assert.DoesNotContain(fx.Twilio.Requests, r => r.To == "+821088880001");
 
             fx.Clock.Set(start.AddHours(2).AddSeconds(1));
@@ -234,9 +242,12 @@ public sealed class DeliveryPipelineTests(DeliveryFixture fx)
             Assert.Equal("cancelled: wrong price", withdrawn.Reason);
             Assert.Equal([MessageStatus.Accepted, MessageStatus.Deferred, MessageStatus.Suppressed], withdrawn.Timeline.Select(s => s.Status));
 
-            // 08:00 comes and goes: nothing is released.
+            // 08:00 comes and goes: nothing of the campaign is released, while another message waiting for 08:00 is.
+            var other = await fx.NewContactAsync(t, phone: "+821077770009", consents: [SmsMarketingIn]);
+            var marker = await fx.Client.SendMessageAsync(Sms(other, "not-the-sale"), fx.As(t));
+            Assert.Equal(MessageStatus.Deferred, marker.Status);
             fx.Clock.Set(new DateTimeOffset(2026, 11, 24, 8, 0, 1, TimeSpan.FromHours(9)));
-            await Task.Delay(500);
+            await SentAsync(t, marker.MessageId);
             Assert.DoesNotContain(fx.Twilio.Requests, r => r.To == "+821077770001");
 
             var bad = await Assert.ThrowsAsync<Grpc.Core.RpcException>(() => fx.Client.CancelMessagesAsync(
@@ -396,6 +407,23 @@ public sealed class DeliveryPipelineTests(DeliveryFixture fx)
                 $"two messages {(arrivals[i].SinceStart - arrivals[i - 1].SinceStart).TotalMilliseconds:F0} ms apart: {trace}");
         Assert.All(results, r => Assert.NotEqual(MessageStatus.Failed, r.Status));
     }
+
+    /// <summary>
+    /// A transactional message to a contact of its own, scheduled for a moment the clock has not reached:
+    /// once it is sent, the deferred-message poller has run with the clock past that moment.
+    /// </summary>
+    private async Task<string> ScheduledMarkerAsync(string tenant, string phone, DateTimeOffset at)
+    {
+        var contact = await fx.NewContactAsync(tenant, phone: phone);
+        var request = Sms(contact, "marker-" + contact.ToString("N"), Purpose.Transactional, "[데모상점] 예약 안내");
+        request.SendAt = Timestamp.FromDateTimeOffset(at);
+        var m = await fx.Client.SendMessageAsync(request, fx.As(tenant));
+        Assert.Equal((MessageStatus.Deferred, "scheduled"), (m.Status, m.Reason));
+        return m.MessageId;
+    }
+
+    private async Task SentAsync(string tenant, string messageId) =>
+        Assert.Equal(MessageStatus.Sent, (await WhenSentAsync(tenant, messageId)).Status);
 
     /// <summary>The message once its outcome is written (right after the provider's answer), or as it is after 10 s.</summary>
     private async Task<Message> WhenSentAsync(string tenant, string messageId)

@@ -141,6 +141,9 @@ public sealed class DeliveryFixture : IAsyncLifetime
 
     public Task PublishAsync<T>(T message) where T : class => _bus!.Publish(message);
 
+    /// <summary>Publishes with a message id of the test's choosing (the same id again is a broker redelivery).</summary>
+    public Task PublishAsync<T>(T message, Guid messageId) where T : class => _bus!.Publish(message, ctx => ctx.MessageId = messageId);
+
     public async Task WaitUntilAsync(string countSql, long atLeast, int seconds = 30)
     {
         await using var conn = new NpgsqlConnection(ConnectionString);
