@@ -32,8 +32,8 @@ public sealed class DeliveryPipeline(
 {
     private static readonly NoopSender Noop = new();
 
-    /// <summary>A worker holds a message for this long; a crashed worker's messages come back after it.</summary>
-    public static readonly TimeSpan Lease = TimeSpan.FromMinutes(2);
+    /// <summary>A worker holds a message for this long; a stopped worker's messages are taken up after it (StrandedMessages).</summary>
+    public TimeSpan Lease => options.ClaimLease;
 
     /// <summary>Claims the messages that are due and not held elsewhere, and runs them through the pipeline.</summary>
     public async Task ProcessAsync(string tenant, IReadOnlyList<Guid> messageIds, CancellationToken ct)

@@ -43,7 +43,7 @@ public sealed class DeferredMessages(NpgsqlDataSource db, DeliveryPipeline pipel
                     LIMIT 200
                     FOR UPDATE SKIP LOCKED)
                 RETURNING {MessageRow.Columns}
-                """, new { now, until = now + DeliveryPipeline.Lease })).AsList();
+                """, new { now, until = now + pipeline.Lease })).AsList();
         }
         await pipeline.ProcessClaimedAsync(due, ct);
         return due.Count;
