@@ -49,12 +49,18 @@ public sealed class DeliveryPipeline(
                 RETURNING {MessageRow.Columns}
                 """, new { tenant, messageIds = messageIds.ToArray(), now, until = now + Lease })).AsList();
         }
-        await ProcessClaimedAsync(claimed, ct);
+        await ProcessClaimedAsync(claimed);
     }
 
-    /// <summary>Runs messages this worker has claimed (their lease set) through the pipeline.</summary>
-    public async Task ProcessClaimedAsync(IReadOnlyList<MessageRow> claimed, CancellationToken ct)
+    /// <summary>
+    /// Runs messages this worker has claimed (their lease set) through the pipeline, to the end: not cancelled
+    /// by whoever asked (a RabbitMQ channel that closed, a gRPC caller that left, the host stopping). A batch
+    /// given up half-way leaves messages marked sending, which can then only be reported unconfirmed; every
+    /// step is bounded (provider timeouts, retry limits, throttle waits), so finishing is soon.
+    /// </summary>
+    public async Task ProcessClaimedAsync(IReadOnlyList<MessageRow> claimed)
     {
+        var ct = CancellationToken.None;
         foreach (var tenantBatch in claimed.GroupBy(m => m.TenantId))
         {
             var outcomes = new Outcomes(tenantBatch.Key, clock);

@@ -45,7 +45,7 @@ public sealed class DeferredMessages(NpgsqlDataSource db, DeliveryPipeline pipel
                 RETURNING {MessageRow.Columns}
                 """, new { now, until = now + pipeline.Lease })).AsList();
         }
-        await pipeline.ProcessClaimedAsync(due, ct);
+        await pipeline.ProcessClaimedAsync(due);
         return due.Count;
     }
 }

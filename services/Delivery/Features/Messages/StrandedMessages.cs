@@ -73,7 +73,7 @@ public sealed class StrandedMessages(NpgsqlDataSource db, DeliveryPipeline pipel
             foreach (var m in tenant) outcomes.Unconfirmed(m, UnconfirmedReason);
             await outcomes.WriteAsync(db, ct);
         }
-        await pipeline.ProcessClaimedAsync([.. stranded.Where(m => m.Status == "accepted")], ct);
+        await pipeline.ProcessClaimedAsync([.. stranded.Where(m => m.Status == "accepted")]);
         return stranded.Count;
     }
 
