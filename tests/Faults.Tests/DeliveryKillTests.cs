@@ -54,16 +54,7 @@ public sealed class DeliveryKillTests(ITestOutputHelper output)
                 }
 
                 output.WriteLine($"{stopwatch.Elapsed}: ten kills done; {await rig.StatusesAsync()}");
-                try
-                {
-                    await rig.WaitUntilAsync("SELECT count(*) FROM messages WHERE status IN ('sent', 'failed', 'suppressed')", null, Total, ct);
-                    await rig.Outcomes.WaitForAsync((await rig.MessagesAsync(tenant)).Select(m => m.MessageId), ct);
-                }
-                catch (OperationCanceledException)
-                {
-                    output.WriteLine($"{stopwatch.Elapsed}: out of time; {await rig.StatusesAsync()}\n{rig.DeliveryLog}");
-                    throw;
-                }
+                await rig.WaitForEveryOutcomeAsync(tenant, Total, line => output.WriteLine($"{stopwatch.Elapsed}: {line}"), ct);
                 output.WriteLine($"{stopwatch.Elapsed}: every message has its outcome");
                 var tally = await Tally.CountAsync(rig, tenant, run, Total);
                 output.WriteLine(tally.ToString());

@@ -59,6 +59,14 @@ public sealed class ServiceProcess : IAsyncDisposable
     public static async Task<ServiceProcess> StartAsync(string dll, IReadOnlyDictionary<string, string?> settings, string logFile,
         int grpcPort = 0, int httpPort = 0, TimeSpan? readyWithin = null)
     {
+        var started = Launch(dll, settings, logFile, grpcPort, httpPort);
+        await started.WaitUntilReadyAsync(readyWithin ?? TimeSpan.FromSeconds(90));
+        return started;
+    }
+
+    /// <summary>Starts the dll without waiting for it (a test that kills it while it starts up).</summary>
+    public static ServiceProcess Launch(string dll, IReadOnlyDictionary<string, string?> settings, string logFile, int grpcPort = 0, int httpPort = 0)
+    {
         grpcPort = grpcPort == 0 ? TestServers.FreePort() : grpcPort;
         httpPort = httpPort == 0 ? TestServers.FreePort() : httpPort;
         var info = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
@@ -72,39 +80,47 @@ public sealed class ServiceProcess : IAsyncDisposable
         all.TryAdd("Logging:LogLevel:Default", "Warning");
         foreach (var (key, value) in all) info.Environment[key.Replace(":", "__", StringComparison.Ordinal)] = value;
 
-        var log = new StreamWriter(logFile, append: true) { AutoFlush = true };
-        await log.WriteLineAsync($"--- {DateTime.UtcNow:O} starting {dll}");
-        var process = new Process { StartInfo = info, EnableRaisingEvents = true };
-        void Write(string? line)
+        File.AppendAllText(logFile, $"--- {DateTime.UtcNow:O} starting {dll}\n");
+        var process = new Process { StartInfo = info };
+        StartWithOutputTo(process, logFile);
+        return new ServiceProcess(process, logFile, grpcPort, httpPort);
+    }
+
+    /// <summary>Starts a process whose output (redirected in its start info) is appended to a file, line by line.</summary>
+    public static void StartWithOutputTo(Process process, string logFile)
+    {
+        var gate = new Lock();
+        void Append(object? _, DataReceivedEventArgs e)
         {
-            if (line is null) return;
-            lock (log) log.WriteLine(line);
+            if (e.Data is null) return;
+            lock (gate) File.AppendAllText(logFile, e.Data + "\n");
         }
-        process.OutputDataReceived += (_, e) => Write(e.Data);
-        process.ErrorDataReceived += (_, e) => Write(e.Data);
-        process.Exited += (_, _) => { lock (log) log.Dispose(); };
+        process.OutputDataReceived += Append;
+        process.ErrorDataReceived += Append;
         process.Start();
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
+    }
 
-        var started = new ServiceProcess(process, logFile, grpcPort, httpPort);
-        using var http = new HttpClient { BaseAddress = started.HttpAddress, Timeout = TimeSpan.FromSeconds(5) };
-        var deadline = DateTime.UtcNow + (readyWithin ?? TimeSpan.FromSeconds(90));
+    public async Task WaitUntilReadyAsync(TimeSpan within)
+    {
+        using var http = new HttpClient { BaseAddress = HttpAddress, Timeout = TimeSpan.FromSeconds(5) };
+        var deadline = DateTime.UtcNow + within;
         while (true)
         {
-            if (process.HasExited)
-                throw new InvalidOperationException($"{dll} exited with {process.ExitCode} while starting:\n{Tail(logFile)}");
+            if (_process.HasExited)
+                throw new InvalidOperationException($"The service exited with {_process.ExitCode} while starting:\n{Tail(LogFile)}");
             try
             {
                 using var response = await http.GetAsync("health/ready");
-                if (response.IsSuccessStatusCode) return started;
+                if (response.IsSuccessStatusCode) return;
             }
             catch (HttpRequestException) { }
             catch (TaskCanceledException) { }
             if (DateTime.UtcNow > deadline)
             {
-                started.Kill();
-                throw new TimeoutException($"{dll} was not ready within {readyWithin ?? TimeSpan.FromSeconds(90)}:\n{Tail(logFile)}");
+                Kill();
+                throw new TimeoutException($"The service was not ready within {within}:\n{Tail(LogFile)}");
             }
             await Task.Delay(100);
         }

@@ -48,6 +48,7 @@ public sealed class DeliveryRig : IAsyncDisposable
             ["Delivery:Retry:MaxDelay"] = "00:00:00.200",
             ["Delivery:Retry:RequestTimeout"] = "00:00:03",
             ["Outbox:PollInterval"] = "00:00:00.200",
+            ["Outbox:PublishTimeout"] = "00:00:10",
             // Started many times a test: tiered compilation (off in the service's build, for steady throughput)
             // starts it in about half the time.
             ["DOTNET_TieredCompilation"] = "1",
@@ -89,17 +90,26 @@ public sealed class DeliveryRig : IAsyncDisposable
     /// <summary>Starts Delivery (again, on the same ports after the first time) and waits until it is ready.</summary>
     public async Task StartDeliveryAsync(IDictionary<string, string?>? overrides = null)
     {
+        await LaunchDeliveryAsync(overrides);
+        await Delivery.WaitUntilReadyAsync(TimeSpan.FromSeconds(90));
+    }
+
+    /// <summary>Starts Delivery (again, on the same ports after the first time) without waiting for it.</summary>
+    public async Task LaunchDeliveryAsync(IDictionary<string, string?>? overrides = null)
+    {
         var settings = new Dictionary<string, string?>(_settings);
         foreach (var (k, v) in overrides ?? new Dictionary<string, string?>()) settings[k] = v;
         var previous = _starts++ == 0 ? null : Delivery;
         if (previous is not null) await previous.DisposeAsync();
-        Delivery = await ServiceProcess.StartAsync(ServiceProcess.ServiceDll("Delivery", "Crm.Delivery"), settings,
+        Delivery = ServiceProcess.Launch(ServiceProcess.ServiceDll("Delivery", "Crm.Delivery"), settings,
             Path.Combine(_logs, "delivery.log"), previous?.GrpcPort ?? 0, previous?.HttpPort ?? 0);
     }
 
     public DeliveryService.DeliveryServiceClient Client => new(Delivery.Channel);
 
-    public string DeliveryLog => ServiceProcess.Tail(Path.Combine(_logs, "delivery.log"), 80);
+    /// <summary>The end of Delivery's log, without the reconnection attempts of a broker outage.</summary>
+    public string DeliveryLog => string.Join('\n', ServiceProcess.Tail(Path.Combine(_logs, "delivery.log"), 400).Split('\n')
+        .Where(l => !l.Contains("Connection Failed", StringComparison.Ordinal)).TakeLast(40));
 
     /// <summary>A workspace whose default SMS account is the Twilio fake.</summary>
     public async Task<string> NewWorkspaceAsync(double smsPerSecond = 10_000)
@@ -185,7 +195,28 @@ public sealed class DeliveryRig : IAsyncDisposable
     {
         await using var conn = new NpgsqlConnection(ConnectionString);
         var rows = await conn.QueryAsync<(string Status, long Count)>("SELECT status, count(*) FROM messages GROUP BY status ORDER BY status");
-        return string.Join(", ", rows.Select(r => $"{r.Count} {r.Status}")) + $"; {Outcomes.MessagesAnnounced} messages announced";
+        var unpublished = await conn.ExecuteScalarAsync<long>("SELECT count(*) FROM outbox_messages WHERE published_at IS NULL");
+        return string.Join(", ", rows.Select(r => $"{r.Count} {r.Status}")) +
+            $"; {unpublished} outbox rows unpublished; {Outcomes.MessagesAnnounced} messages announced in {Outcomes.Events} events";
+    }
+
+    /// <summary>
+    /// Waits until every one of the tenant's <paramref name="total"/> messages has an outcome stored and announced
+    /// on the bus; out of time, reports where things stand and Delivery's last words before rethrowing.
+    /// </summary>
+    public async Task WaitForEveryOutcomeAsync(string tenant, int total, Action<string> report, CancellationToken ct)
+    {
+        try
+        {
+            await WaitUntilAsync("SELECT count(*) FROM messages WHERE tenant_id = @tenant AND status IN ('sent', 'failed', 'suppressed')",
+                new { tenant }, total, ct);
+            await Outcomes.WaitForAsync((await MessagesAsync(tenant)).Select(m => m.MessageId), ct);
+        }
+        catch (OperationCanceledException)
+        {
+            report($"out of time; {await StatusesAsync()}\n{DeliveryLog}");
+            throw;
+        }
     }
 
     public async Task<long> CountAsync(string sql, object? args = null)

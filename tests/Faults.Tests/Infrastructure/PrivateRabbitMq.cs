@@ -41,14 +41,8 @@ public sealed class PrivateRabbitMq : IAsyncDisposable
         File.Delete(PidFile);
 
         var info = Command(Path.Combine(Bin, "rabbitmq-server"));
-        var log = new StreamWriter(LogFile, append: true) { AutoFlush = true };
-        var server = new Process { StartInfo = info, EnableRaisingEvents = true };
-        server.OutputDataReceived += (_, e) => { if (e.Data is not null) lock (log) log.WriteLine(e.Data); };
-        server.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (log) log.WriteLine(e.Data); };
-        server.Exited += (_, _) => { lock (log) log.Dispose(); };
-        server.Start();
-        server.BeginOutputReadLine();
-        server.BeginErrorReadLine();
+        var server = new Process { StartInfo = info };
+        ServiceProcess.StartWithOutputTo(server, LogFile);
         _server = server;
 
         // Ready when AMQP answers with a protocol header (the listener opens last in the boot).
