@@ -43,10 +43,12 @@ public sealed class OutboxRelayKillTests(ITestOutputHelper output)
                 rig.Delivery.Kill();
                 output.WriteLine($"{stopwatch.Elapsed}: killed with {events} outcome events committed and none published");
 
-                // Restarted with its relay, and killed again once a quarter of the events have arrived, mid-publish.
-                var relay = new Dictionary<string, string?> { ["Outbox:RelayEnabled"] = "true", ["Outbox:BatchSize"] = "10" };
+                // Restarted with its relay, and killed again once a quarter of the events have arrived, in the middle
+                // of a batch (part of it received): some of the batch published, none of it marked published yet.
+                const int batch = 50;
+                var relay = new Dictionary<string, string?> { ["Outbox:RelayEnabled"] = "true", ["Outbox:BatchSize"] = $"{batch}" };
                 await rig.LaunchDeliveryAsync(relay);
-                while (rig.Outcomes.Events < events / 4)
+                while (rig.Outcomes.Events < events / 4 || rig.Outcomes.Events % batch is 0 or > batch * 3 / 4)
                 {
                     if (rig.Delivery.HasExited) throw new InvalidOperationException($"Delivery exited:\n{rig.DeliveryLog}");
                     await Task.Delay(1, ct);
