@@ -61,6 +61,8 @@ public static class DeliveryModule
         services.AddSingleton<DeliveryPipeline>();
         services.AddSingleton<DeferredMessages>();
         services.AddHostedService(sp => sp.GetRequiredService<DeferredMessages>());
+        services.AddSingleton<StrandedMessages>();
+        services.AddHostedService(sp => sp.GetRequiredService<StrandedMessages>());
 
         var app = builder.Build();
         app.MapServiceDefaults();

@@ -16,6 +16,15 @@ public sealed class DeliveryOptions
     /// <summary>How often deferred messages that came due are claimed.</summary>
     public TimeSpan DeferredPollInterval { get; set; } = TimeSpan.FromSeconds(1);
 
+    /// <summary>
+    /// How long a worker holds the messages it claimed. A worker that stopped (crashed, killed, its node
+    /// gone) lets go of its messages when this runs out; longer than any one run of the pipeline takes.
+    /// </summary>
+    public TimeSpan ClaimLease { get; set; } = TimeSpan.FromMinutes(2);
+
+    /// <summary>How often messages whose worker stopped (their claim ran out) are looked for; see StrandedMessages.</summary>
+    public TimeSpan StrandedCheckInterval { get; set; } = TimeSpan.FromSeconds(30);
+
     /// <summary>After this many provider attempts a message that keeps failing transiently is failed.</summary>
     public int MaxAttempts { get; set; } = 5;
 

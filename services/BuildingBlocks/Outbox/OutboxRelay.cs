@@ -18,6 +18,12 @@ public sealed class OutboxOptions
 
     /// <summary>The relay wakes on NOTIFY; this is only the fallback when a notification is missed.</summary>
     public TimeSpan PollInterval { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>
+    /// A batch whose publishes are not all confirmed within this is given up and published again: a broker
+    /// that died holding the confirms never sends them, and the relay would wait for them forever.
+    /// </summary>
+    public TimeSpan PublishTimeout { get; set; } = TimeSpan.FromSeconds(30);
 }
 
 /// <summary>
@@ -89,7 +95,8 @@ public sealed class OutboxRelay(NpgsqlDataSource dataSource, IBus bus, OutboxOpt
             var messageId = row.MessageId;
             publishes.Add(bus.Publish(message, type, ctx => ctx.MessageId = messageId, ct));
         }
-        await Task.WhenAll(publishes);
+        // Given up (the rows stay unpublished, the transaction rolls back) rather than waited for forever.
+        await Task.WhenAll(publishes).WaitAsync(options.PublishTimeout, ct);
 
         await conn.ExecuteAsync(new CommandDefinition(
             "UPDATE outbox_messages SET published_at = now() WHERE id = ANY(@ids)",

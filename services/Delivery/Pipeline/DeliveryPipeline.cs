@@ -33,8 +33,8 @@ public sealed class DeliveryPipeline(
 {
     private static readonly NoopSender Noop = new();
 
-    /// <summary>A worker holds a message for this long; a crashed worker's messages come back after it.</summary>
-    public static readonly TimeSpan Lease = TimeSpan.FromMinutes(2);
+    /// <summary>A worker holds a message for this long; a stopped worker's messages are taken up after it (StrandedMessages).</summary>
+    public TimeSpan Lease => options.ClaimLease;
 
     /// <summary>Claims the messages that are due and not held elsewhere, and runs them through the pipeline.</summary>
     public async Task ProcessAsync(string tenant, IReadOnlyList<Guid> messageIds, CancellationToken ct)
@@ -51,12 +51,18 @@ public sealed class DeliveryPipeline(
                 """, new { tenant, messageIds = messageIds.ToArray(), now, until = now + Lease })).AsList();
             await scope.CommitAsync(ct);
         }
-        await ProcessClaimedAsync(claimed, ct);
+        await ProcessClaimedAsync(claimed);
     }
 
-    /// <summary>Runs messages this worker has claimed (their lease set) through the pipeline.</summary>
-    public async Task ProcessClaimedAsync(IReadOnlyList<MessageRow> claimed, CancellationToken ct)
+    /// <summary>
+    /// Runs messages this worker has claimed (their lease set) through the pipeline, to the end: not cancelled
+    /// by whoever asked (a RabbitMQ channel that closed, a gRPC caller that left, the host stopping). A batch
+    /// given up half-way leaves messages marked sending, which can then only be reported unconfirmed; every
+    /// step is bounded (provider timeouts, retry limits, throttle waits), so finishing is soon.
+    /// </summary>
+    public async Task ProcessClaimedAsync(IReadOnlyList<MessageRow> claimed)
     {
+        var ct = CancellationToken.None;
         foreach (var tenantBatch in claimed.GroupBy(m => m.TenantId))
         {
             var outcomes = new Outcomes(tenantBatch.Key, clock);

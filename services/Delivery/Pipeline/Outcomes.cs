@@ -34,6 +34,13 @@ internal sealed class Outcomes(string tenant, TimeProvider clock)
     public void Fail(MessageRow m, string reason, bool unreachable, bool attempted = false) =>
         _byMessage[m.MessageId] = new(m, "failed", reason, ReleaseCaps: true, Unreachable: unreachable, Attempted: attempted);
 
+    /// <summary>
+    /// A message whose worker stopped after marking it sending: the provider may have it or not, and
+    /// nobody can tell. It fails with the reason, is not sent again (a duplicate is worse than a report),
+    /// and keeps its cap reservation, since it may have gone out.
+    /// </summary>
+    public void Unconfirmed(MessageRow m, string reason) => _byMessage[m.MessageId] = new(m, "failed", reason);
+
     /// <param name="receipts">The provider reports delivery by its message id, so the id is indexed for the receipt to find the message.</param>
     public void Sent(MessageRow m, SendOutcome outcome, int? segments, bool receipts) =>
         _byMessage[m.MessageId] = new(m, "sent",

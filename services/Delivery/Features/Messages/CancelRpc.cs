@@ -52,7 +52,7 @@ public sealed partial class DeliveryGrpcService
                 RETURNING {MessageRow.Columns}
                 """, new
             {
-                tenant, now = now.UtcDateTime, until = (now + Pipeline.DeliveryPipeline.Lease).UtcDateTime,
+                tenant, now = now.UtcDateTime, until = (now + _pipeline.Lease).UtcDateTime,
                 ids = ids.ToArray(), campaignId = request.CampaignId, limit = MaxCancelled,
             })).AsList();
             await scope.CommitAsync(ct);

@@ -45,10 +45,10 @@ public sealed class DeferredMessages(TenantDb db, DeliveryPipeline pipeline, Del
                     LIMIT 200
                     FOR UPDATE SKIP LOCKED)
                 RETURNING {MessageRow.Columns}
-                """, new { now, until = now + DeliveryPipeline.Lease })).AsList();
+                """, new { now, until = now + pipeline.Lease })).AsList();
             await scope.CommitAsync(ct);
         }
-        await pipeline.ProcessClaimedAsync(due, ct);
+        await pipeline.ProcessClaimedAsync(due);
         return due.Count;
     }
 }

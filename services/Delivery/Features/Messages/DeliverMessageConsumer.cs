@@ -33,8 +33,8 @@ public sealed class DeliverMessageConsumer(MessageIntake intake, DeliveryPipelin
             // A key repeated inside the batch is one message.
             valid = valid.DistinctBy(r => r.IdempotencyKey).ToList();
             if (valid.Count == 0) continue;
-            var (claimed, _, repeats) = await intake.AcceptManyAsync(tenant, valid, DeliveryPipeline.Lease, ct);
-            await pipeline.ProcessClaimedAsync(claimed, ct);
+            var (claimed, _, repeats) = await intake.AcceptManyAsync(tenant, valid, pipeline.Lease, ct);
+            await pipeline.ProcessClaimedAsync(claimed);
             if (repeats.Count > 0) await pipeline.ProcessAsync(tenant, [.. repeats.Values], ct); // claims only what is still due
         }
     }

@@ -94,8 +94,8 @@ public sealed partial class DeliveryGrpcService
     /// <summary>Accepts the messages and runs them through the pipeline (as one batch) before answering.</summary>
     private async Task<IReadOnlyList<Message>> SendAsync(string tenant, IReadOnlyList<DeliveryRequest> requests, CancellationToken ct)
     {
-        var (claimed, scheduled, repeats) = await _intake.AcceptManyAsync(tenant, requests, Pipeline.DeliveryPipeline.Lease, ct);
-        await _pipeline.ProcessClaimedAsync(claimed, ct);
+        var (claimed, scheduled, repeats) = await _intake.AcceptManyAsync(tenant, requests, _pipeline.Lease, ct);
+        await _pipeline.ProcessClaimedAsync(claimed);
         if (repeats.Count > 0) await _pipeline.ProcessAsync(tenant, [.. repeats.Values], ct);
         var ids = claimed.Concat(scheduled).ToDictionary(m => m.IdempotencyKey, m => m.MessageId, StringComparer.Ordinal);
         foreach (var (key, id) in repeats) ids[key] = id;
