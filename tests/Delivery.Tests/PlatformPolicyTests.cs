@@ -173,11 +173,14 @@ public sealed class PlatformPolicyTests(DeliveryFixture fx)
     [Fact]
     public async Task Should_answer_an_unknown_webhook_account_from_memory_after_the_first_time()
     {
-        var policies = NewPolicies(cacheSize: 100);
+        var clock = new ShiftedClock();
+        var policies = NewPolicies(cacheSize: 100, clock);
         var stranger = DeliveryFixture.NewTenant(); // valid-looking, never seen
 
         Assert.Null(await policies.WebhookAccountAsync(stranger, "twilio-main", "twilio", CancellationToken.None));
+        clock.Advance(TimeSpan.FromSeconds(10)); // past the policy's 5 s: only the memory of the unknown account answers
         Assert.Null(await policies.WebhookAccountAsync(stranger, "twilio-main", "twilio", CancellationToken.None));
+        clock.Advance(TimeSpan.FromSeconds(10));
         Assert.Null(await policies.WebhookAccountAsync(stranger, "twilio-main", "twilio", CancellationToken.None));
 
         Assert.Equal(1, policies.Loads);
@@ -215,10 +218,10 @@ public sealed class PlatformPolicyTests(DeliveryFixture fx)
         Assert.Contains("Outbox:BatchSize", outbox.Message, StringComparison.Ordinal);
     }
 
-    private TenantPolicies NewPolicies(int cacheSize)
+    private TenantPolicies NewPolicies(int cacheSize, TimeProvider? clock = null)
     {
         var services = fx.Host.App.Services;
-        return new TenantPolicies(services.GetRequiredService<TenantDb>(), services.GetRequiredService<SecretBox>(), TimeProvider.System,
+        return new TenantPolicies(services.GetRequiredService<TenantDb>(), services.GetRequiredService<SecretBox>(), clock ?? TimeProvider.System,
             new DeliveryOptions { PolicyCacheSize = cacheSize });
     }
 
