@@ -61,7 +61,8 @@ start contacts services/Contacts/bin/Release/net10.0/Crm.Contacts.dll 5101 5100 
 
 start delivery services/Delivery/bin/Release/net10.0/Crm.Delivery.dll 5201 5200 "${PUBLIC_KEY[@]}" \
   $(db_settings crm_delivery) ConnectionStrings__Redis="$CRM_REDIS" \
-  Delivery__SecretKey="$(cat .local/provider-secret-key)" Delivery__RedisKeyPrefix="demo:"
+  Delivery__SecretKey="$(cat .local/provider-secret-key)" Delivery__RedisKeyPrefix="demo:" \
+  Delivery__AllowPrivateProviderAddresses=true # the Twilio and SMTP fakes are on loopback
 
 # The gateway: REST and gRPC for both services on one address, API keys exchanged for identity tokens.
 start gateway services/Gateway/bin/Release/net10.0/Crm.Gateway.dll 8081 8080 \

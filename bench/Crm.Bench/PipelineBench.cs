@@ -45,6 +45,7 @@ public static class PipelineBench
             ["Delivery:SecretKey"] = Convert.ToBase64String(new byte[32]),
             ["Delivery:RedisKeyPrefix"] = $"bench-{Guid.NewGuid():N}:",
             ["Delivery:AllowNoopProvider"] = "true",
+            ["Delivery:AllowPrivateProviderAddresses"] = "true", // the provider fakes are on loopback
         });
         using var channel = GrpcChannel.ForAddress(service.GrpcAddress);
         var client = new DeliveryService.DeliveryServiceClient(channel);

@@ -1,6 +1,7 @@
 using Crm.BuildingBlocks.Data;
 using Crm.BuildingBlocks.Hosting;
 using Crm.BuildingBlocks.Messaging;
+using Crm.BuildingBlocks.Net;
 using Crm.BuildingBlocks.Redis;
 using Crm.BuildingBlocks.Tenancy;
 using Crm.Delivery.Channels;
@@ -15,6 +16,7 @@ using Crm.Delivery.Pipeline;
 using Crm.Delivery.Security;
 using MassTransit;
 using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Options;
 
 namespace Crm.Delivery;
 
@@ -32,9 +34,12 @@ public static class DeliveryModule
 
         var services = builder.Services;
         var configuration = builder.Configuration;
-        var options = configuration.GetSection(DeliveryOptions.Section).Get<DeliveryOptions>() ?? new DeliveryOptions();
-        services.AddSingleton(options);
-        services.AddSingleton(new SecretBox(options.SecretKey));
+        // Bound and checked at start-up: a missing key or a malformed setting stops the service, naming it.
+        services.AddOptions<DeliveryOptions>().Bind(configuration.GetSection(DeliveryOptions.Section)).ValidateOnStart();
+        services.AddSingleton<IValidateOptions<DeliveryOptions>, DeliveryOptionsValidator>();
+        services.AddSingleton(sp => sp.GetRequiredService<IOptions<DeliveryOptions>>().Value);
+        services.AddSingleton(sp => new SecretBox(sp.GetRequiredService<DeliveryOptions>().SecretKey));
+        services.AddSingleton(sp => new OutboundGuard(sp.GetRequiredService<DeliveryOptions>().AllowPrivateProviderAddresses));
         services.TryAddSingleton(TimeProvider.System);
 
         services.AddPostgres(configuration, new MigrationSource("delivery", typeof(DeliveryModule).Assembly));
@@ -49,9 +54,9 @@ public static class DeliveryModule
         });
         services.AddCrmGrpc(configuration);
 
-        var retry = configuration.GetSection("Delivery:Retry").Get<RetryOptions>() ?? new RetryOptions();
-        services.AddSingleton(sp => new RetryPolicy(retry, time: sp.GetRequiredService<TimeProvider>()));
-        services.AddHttpClient<ISmsSender, TwilioSmsSender>(c => c.Timeout = Timeout.InfiniteTimeSpan); // timeouts per attempt, in the sender
+        services.AddSingleton(sp => new RetryPolicy(sp.GetRequiredService<DeliveryOptions>().Retry, time: sp.GetRequiredService<TimeProvider>()));
+        services.AddHttpClient<ISmsSender, TwilioSmsSender>(c => c.Timeout = Timeout.InfiniteTimeSpan) // timeouts per attempt, in the sender
+            .ConfigurePrimaryHttpMessageHandler(sp => sp.GetRequiredService<OutboundGuard>().CreateHttpHandler());
         services.AddSingleton<IEmailSender, SmtpEmailSender>();
 
         services.AddSingleton<TenantPolicies>();

@@ -1,3 +1,6 @@
+using Crm.Delivery.Channels;
+using Microsoft.Extensions.Options;
+
 namespace Crm.Delivery;
 
 public sealed class DeliveryOptions
@@ -51,4 +54,56 @@ public sealed class DeliveryOptions
 
     /// <summary>Base URL of this service's public HTTP endpoint, for provider status callbacks (optional).</summary>
     public string PublicBaseUrl { get; set; } = "";
+
+    /// <summary>
+    /// Lets tenants' provider endpoints (Twilio base URL, SMTP host) be loopback, private or link-local
+    /// addresses. Off in production: a tenant must not reach the platform's own network or the cloud metadata
+    /// endpoint through us. On for a self-hosted relay on a private network, and for the loopback fakes.
+    /// </summary>
+    public bool AllowPrivateProviderAddresses { get; set; }
+
+    /// <summary>Tenants whose policy (settings, caps, accounts) is kept in memory at once, per replica.</summary>
+    public int PolicyCacheSize { get; set; } = 10_000;
+
+    /// <summary>The senders' in-call retries (Delivery:Retry).</summary>
+    public RetryOptions Retry { get; set; } = new();
+}
+
+/// <summary>Checked at start-up (ValidateOnStart): a missing key or a malformed setting stops the service, naming the setting.</summary>
+public sealed class DeliveryOptionsValidator : IValidateOptions<DeliveryOptions>
+{
+    public ValidateOptionsResult Validate(string? name, DeliveryOptions o)
+    {
+        var failures = new List<string>();
+        void Check(bool ok, string setting, string problem)
+        {
+            if (!ok) failures.Add($"{DeliveryOptions.Section}:{setting} {problem}");
+        }
+
+        Check(IsKey(o.SecretKey), nameof(o.SecretKey), "is required: the base64 of 32 random bytes (provider secrets are encrypted with it)");
+        Check(o.MaxInlineThrottleWait >= TimeSpan.Zero, nameof(o.MaxInlineThrottleWait), "must not be negative");
+        Check(o.DeferredPollInterval > TimeSpan.Zero, nameof(o.DeferredPollInterval), "must be positive");
+        Check(o.MaxAttempts >= 1, nameof(o.MaxAttempts), "must be at least 1");
+        Check(o.CommandConcurrency >= 1, nameof(o.CommandConcurrency), "must be at least 1");
+        Check(o.CommandsPerBatch >= 1, nameof(o.CommandsPerBatch), "must be at least 1");
+        Check(o.CommandBatchWait >= TimeSpan.Zero, nameof(o.CommandBatchWait), "must not be negative");
+        Check(o.Concurrency >= 1, nameof(o.Concurrency), "must be at least 1");
+        Check(o.PolicyCacheSize >= 1, nameof(o.PolicyCacheSize), "must be at least 1");
+        Check(o.PublicBaseUrl.Length == 0
+              || (Uri.TryCreate(o.PublicBaseUrl, UriKind.Absolute, out var u) && u.Scheme is "http" or "https"),
+            nameof(o.PublicBaseUrl), $"'{o.PublicBaseUrl}' is not an absolute http(s) URL");
+        var r = o.Retry;
+        Check(r.MaxAttempts >= 1, "Retry:MaxAttempts", "must be at least 1");
+        Check(r.BaseDelay >= TimeSpan.Zero, "Retry:BaseDelay", "must not be negative");
+        Check(r.MaxDelay >= r.BaseDelay, "Retry:MaxDelay", "must not be shorter than Retry:BaseDelay");
+        Check(r.MaxRetryAfter >= TimeSpan.Zero, "Retry:MaxRetryAfter", "must not be negative");
+        Check(r.RequestTimeout > TimeSpan.Zero || r.RequestTimeout == Timeout.InfiniteTimeSpan, "Retry:RequestTimeout", "must be positive");
+        return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
+    }
+
+    private static bool IsKey(string base64)
+    {
+        var bytes = new byte[64];
+        return Convert.TryFromBase64String(base64, bytes, out var length) && length == 32;
+    }
 }

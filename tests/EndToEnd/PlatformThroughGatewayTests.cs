@@ -47,6 +47,7 @@ public sealed class PlatformThroughGatewayTests : IAsyncLifetime
             ["ConnectionStrings:RabbitMq"] = rabbit,
             ["ConnectionStrings:Redis"] = TestServers.Redis,
             ["Delivery:SecretKey"] = Convert.ToBase64String(new byte[32]),
+            ["Delivery:AllowPrivateProviderAddresses"] = "true", // the provider fakes are on loopback
             ["Delivery:RedisKeyPrefix"] = $"{_vhost}:",
             ["Outbox:PollInterval"] = "00:00:00.100",
         });

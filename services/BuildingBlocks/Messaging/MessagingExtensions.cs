@@ -45,8 +45,11 @@ public static class MessagingExtensions
             o.StartTimeout = TimeSpan.FromSeconds(60);
         });
 
-        var outbox = configuration.GetSection(OutboxOptions.Section).Get<OutboxOptions>() ?? new OutboxOptions();
-        services.AddSingleton(outbox);
+        services.AddOptions<OutboxOptions>().Bind(configuration.GetSection(OutboxOptions.Section))
+            .Validate(o => o.BatchSize >= 1, "Outbox:BatchSize must be at least 1")
+            .Validate(o => o.PollInterval > TimeSpan.Zero, "Outbox:PollInterval must be positive")
+            .ValidateOnStart();
+        services.AddSingleton(sp => sp.GetRequiredService<Microsoft.Extensions.Options.IOptions<OutboxOptions>>().Value);
         services.AddHostedService<OutboxRelay>();
         return services;
     }

@@ -10,6 +10,21 @@ public sealed record ProviderAccountConfig(string AccountId, string Kind, IReadO
     public bool SendsReceipts => Kind == Sms.TwilioSmsSender.Kind;
 }
 
+/// <summary>Text from a provider (an error message, an SMTP reply) as far as it is stored and returned to a tenant.</summary>
+public static class ProviderText
+{
+    public const int MaxLength = 500;
+
+    /// <summary>At most <see cref="MaxLength"/> characters, ending with "…" when cut (never inside a surrogate pair).</summary>
+    public static string Bound(string text)
+    {
+        if (text.Length <= MaxLength) return text;
+        var keep = MaxLength - 1;
+        if (char.IsHighSurrogate(text[keep - 1])) keep--;
+        return string.Concat(text.AsSpan(0, keep), "…");
+    }
+}
+
 public sealed record OutgoingSms(string To, string Body);
 
 /// <param name="Headers">Extra headers, e.g. List-Unsubscribe and List-Unsubscribe-Post for marketing email.</param>

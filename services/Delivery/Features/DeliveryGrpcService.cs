@@ -17,10 +17,12 @@ public sealed partial class DeliveryGrpcService : DeliveryService.DeliveryServic
     private readonly Pipeline.DeliveryPipeline _pipeline;
     private readonly DeliveryOptions _options;
     private readonly TimeProvider _clock;
+    private readonly Crm.BuildingBlocks.Net.OutboundGuard _guard;
 
     public DeliveryGrpcService(TenantDb db, TenantPolicies policies, SecretBox secrets, MessageIntake intake,
-        Pipeline.DeliveryPipeline pipeline, DeliveryOptions options, TimeProvider clock)
+        Pipeline.DeliveryPipeline pipeline, DeliveryOptions options, TimeProvider clock, Crm.BuildingBlocks.Net.OutboundGuard guard)
     {
+        _guard = guard;
         _options = options;
         _clock = clock;
         _db = db;

@@ -107,7 +107,8 @@ public sealed class DeliveryPipeline(
             if (SendingWindow.TryParseWindow(m.QuietStart, m.QuietEnd, out var own)) quiet = own;
             else if (m.Purpose == "marketing" && policy.Settings.QuietEnabled && SendingWindow.TryParseWindow(policy.Settings.QuietStart, policy.Settings.QuietEnd, out var tenantQuiet))
                 quiet = tenantQuiet;
-            var nightRule = m.Purpose == "marketing" && !contact.Consents.Contains($"{m.Channel}:marketing_night");
+            // Korea's night-time rule binds a Korean workspace's advertising only.
+            var nightRule = policy.Settings.KoreanAdvertisingRules && m.Purpose == "marketing" && !contact.Consents.Contains($"{m.Channel}:marketing_night");
             if (SendingWindow.NextAllowed(now, zone, quiet, nightRule) is { } window)
             {
                 if (m.ExpiresAt is { } exp && exp <= window.At.UtcDateTime)
@@ -239,7 +240,7 @@ public sealed class DeliveryPipeline(
         if (m.Channel == "sms")
         {
             var body = m.TextBody ?? "";
-            if (m.Purpose == "marketing")
+            if (m.Purpose == "marketing" && policy.Settings.KoreanAdvertisingRules)
             {
                 if (policy.Settings.SenderName.Length == 0 || policy.Settings.OptOutNumber.Length == 0)
                 {
@@ -352,6 +353,14 @@ public sealed class DeliveryPipeline(
         await scope.Connection.ExecuteAsync("UPDATE messages SET cap_reserved_at = NULL WHERE message_id = ANY(@messageIds) AND tenant_id = @tenant",
             new { tenant, messageIds });
         await scope.CommitAsync(ct);
+    }
+
+    /// <summary>Suppresses messages this worker holds (claimed or scheduled) before they reach any step, recording why.</summary>
+    public async Task SuppressAsync(string tenant, IEnumerable<MessageRow> messages, string reason, CancellationToken ct)
+    {
+        var outcomes = new Outcomes(tenant, clock);
+        foreach (var m in messages) outcomes.Suppress(m, reason, null);
+        await outcomes.WriteAsync(db, ct);
     }
 
     /// <summary>Reservations of messages that did not go out are given back to the caps.</summary>

@@ -20,7 +20,11 @@ internal sealed class Outcomes(string tenant, TimeProvider clock)
     private readonly ConcurrentDictionary<Guid, Outcome> _byMessage = new();
 
     private sealed record Outcome(MessageRow Message, string Status, string Reason, string? RuleId = null, DateTimeOffset? NotBefore = null,
-        bool ReleaseCaps = false, bool Unreachable = false, SendOutcome? Sent = null, int? Segments = null, bool Attempted = false, bool IndexProviderId = false);
+        bool ReleaseCaps = false, bool Unreachable = false, SendOutcome? Sent = null, int? Segments = null, bool Attempted = false, bool IndexProviderId = false)
+    {
+        /// <summary>Stored and shown to the tenant (and published): a provider's error text is cut to a bounded length.</summary>
+        public string Reason { get; init; } = ProviderText.Bound(Reason);
+    }
 
     public string Tenant { get; } = tenant;
 

@@ -11,6 +11,7 @@ public sealed class SmtpEmailSenderTests : IAsyncLifetime
     private static readonly TimeSpan Wait = TimeSpan.FromSeconds(10);
 
     private readonly FakeSmtpServer _smtp = new();
+    private static readonly Crm.BuildingBlocks.Net.OutboundGuard LoopbackAllowed = new(allowPrivateAddresses: true); // the fake is on loopback
     private readonly RecordedRetries _retries = new();
 
     public Task InitializeAsync() => _smtp.StartAsync();
@@ -64,7 +65,7 @@ public sealed class SmtpEmailSenderTests : IAsyncLifetime
     {
         var account = Account(settings => settings.Remove("secure"));
 
-        var outcome = await new SmtpEmailSender(_retries.Policy).SendAsync(account, Email(), CancellationToken.None);
+        var outcome = await new SmtpEmailSender(_retries.Policy, LoopbackAllowed).SendAsync(account, Email(), CancellationToken.None);
 
         Assert.Equal(SendOutcomeKind.Sent, outcome.Kind);
     }
@@ -74,7 +75,7 @@ public sealed class SmtpEmailSenderTests : IAsyncLifetime
     {
         var account = Account(settings => settings["secure"] = "starttls");
 
-        var outcome = await new SmtpEmailSender(_retries.Policy).SendAsync(account, Email(), CancellationToken.None);
+        var outcome = await new SmtpEmailSender(_retries.Policy, LoopbackAllowed).SendAsync(account, Email(), CancellationToken.None);
 
         Assert.Equal(SendOutcomeKind.Permanent, outcome.Kind);
         Assert.Equal(1, outcome.Attempts);
@@ -167,7 +168,7 @@ public sealed class SmtpEmailSenderTests : IAsyncLifetime
     {
         var account = Account(settings => settings["port"] = Ports.Closed().ToString(System.Globalization.CultureInfo.InvariantCulture));
 
-        var outcome = await new SmtpEmailSender(_retries.Policy).SendAsync(account, Email(), CancellationToken.None);
+        var outcome = await new SmtpEmailSender(_retries.Policy, LoopbackAllowed).SendAsync(account, Email(), CancellationToken.None);
 
         Assert.Equal(SendOutcomeKind.Transient, outcome.Kind);
         Assert.Equal(4, outcome.Attempts);
@@ -197,7 +198,7 @@ public sealed class SmtpEmailSenderTests : IAsyncLifetime
     }
 
     private Task<SendOutcome> SendAsync(OutgoingEmail email) =>
-        new SmtpEmailSender(_retries.Policy).SendAsync(Account(), email, CancellationToken.None);
+        new SmtpEmailSender(_retries.Policy, LoopbackAllowed).SendAsync(Account(), email, CancellationToken.None);
 
     private static OutgoingEmail Email(string? html = "<p>안녕하세요</p>") =>
         new(To, null, "안녕하세요", "안녕하세요", html, new Dictionary<string, string>());

@@ -64,28 +64,32 @@ public sealed class DeliveryFixture : IAsyncLifetime
     }
 
     /// <summary>Another replica on the same database, queue and Redis (competing consumers).</summary>
-    public async Task<ServiceHost> StartHostAsync()
+    /// <param name="overrides">Settings that differ from the fixture's (e.g. an operator setting under test).</param>
+    public async Task<ServiceHost> StartHostAsync(IReadOnlyDictionary<string, string?>? overrides = null)
     {
+        var settings = new Dictionary<string, string?>
+        {
+            ["ConnectionStrings:Postgres"] = ConnectionString,
+            ["ConnectionStrings:RabbitMq"] = RabbitMqUri,
+            ["ConnectionStrings:Redis"] = TestServers.Redis,
+            ["Delivery:SecretKey"] = SecretKey,
+            ["Delivery:RedisKeyPrefix"] = RedisPrefix,
+            ["Delivery:DeferredPollInterval"] = "00:00:00.100",
+            ["Delivery:AllowNoopProvider"] = "true",
+            ["Delivery:AllowPrivateProviderAddresses"] = "true", // the Twilio and SMTP fakes are on loopback
+            ["Delivery:Retry:BaseDelay"] = "00:00:00.020",
+            ["Delivery:Retry:MaxDelay"] = "00:00:00.200",
+            ["Delivery:Retry:RequestTimeout"] = "00:00:02",
+            ["Outbox:PollInterval"] = "00:00:00.200",
+        };
+        foreach (var (key, value) in overrides ?? new Dictionary<string, string?>()) settings[key] = value;
         var host = await ServiceHost.StartAsync(
             (args, configure) => DeliveryModule.Build(args, builder =>
             {
                 configure(builder);
                 builder.Services.AddSingleton<TimeProvider>(Clock);
             }),
-            new Dictionary<string, string?>
-            {
-                ["ConnectionStrings:Postgres"] = ConnectionString,
-                ["ConnectionStrings:RabbitMq"] = RabbitMqUri,
-                ["ConnectionStrings:Redis"] = TestServers.Redis,
-                ["Delivery:SecretKey"] = SecretKey,
-                ["Delivery:RedisKeyPrefix"] = RedisPrefix,
-                ["Delivery:DeferredPollInterval"] = "00:00:00.100",
-                ["Delivery:AllowNoopProvider"] = "true",
-                ["Delivery:Retry:BaseDelay"] = "00:00:00.020",
-                ["Delivery:Retry:MaxDelay"] = "00:00:00.200",
-                ["Delivery:Retry:RequestTimeout"] = "00:00:02",
-                ["Outbox:PollInterval"] = "00:00:00.200",
-            });
+            settings);
         if (_hosts.Count > 0) _hosts.Add(host);
         return host;
     }

@@ -40,6 +40,7 @@ public sealed class DeliveryRig : IAsyncDisposable
             ["ConnectionStrings:Redis"] = TestServers.Redis,
             ["Delivery:SecretKey"] = Convert.ToBase64String(RandomNumberGenerator.GetBytes(32)),
             ["Delivery:RedisKeyPrefix"] = _redisPrefix,
+            ["Delivery:AllowPrivateProviderAddresses"] = "true", // the Twilio fake is on loopback
             ["Delivery:DeferredPollInterval"] = "00:00:00.200",
             // A stopped worker's messages are taken up after this: short, so a test need not wait two minutes.
             ["Delivery:ClaimLease"] = "00:00:05",

@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Net.Sockets;
+using Crm.BuildingBlocks.Net;
 using MailKit;
 using MailKit.Net.Smtp;
 using MailKit.Security;
@@ -24,11 +25,15 @@ public sealed class SmtpEmailSender : IEmailSender
     public const string Kind = "smtp";
 
     private readonly RetryPolicy _retry;
+    private readonly OutboundGuard _guard;
 
-    public SmtpEmailSender(RetryPolicy retry)
+    /// <param name="guard">Every connection goes to an address it resolved and allowed (the host is a tenant's setting).</param>
+    public SmtpEmailSender(RetryPolicy retry, OutboundGuard guard)
     {
         ArgumentNullException.ThrowIfNull(retry);
+        ArgumentNullException.ThrowIfNull(guard);
         _retry = retry;
+        _guard = guard;
     }
 
     /// <returns>When Sent, <see cref="SendOutcome.ProviderMessageId"/> is the Message-Id header set on the message (without angle brackets).</returns>
@@ -57,7 +62,9 @@ public sealed class SmtpEmailSender : IEmailSender
         using var client = new SmtpClient { Timeout = TimeoutMilliseconds(_retry.Options.RequestTimeout) };
         try
         {
-            await client.ConnectAsync(smtp.Host, smtp.Port, smtp.Security, ct).ConfigureAwait(false);
+            // Resolved and checked here, connected to the checked address; the host name still serves TLS (SNI, certificate).
+            var socket = await _guard.ConnectAsync(smtp.Host, smtp.Port, ct).ConfigureAwait(false);
+            await client.ConnectAsync(socket, smtp.Host, smtp.Port, smtp.Security, ct).ConfigureAwait(false);
             if (smtp.Username is not null)
             {
                 await client.AuthenticateAsync(smtp.Username, smtp.Password ?? "", ct).ConfigureAwait(false);
@@ -69,6 +76,10 @@ public sealed class SmtpEmailSender : IEmailSender
         catch (SmtpCommandException e)
         {
             return Classify(e);
+        }
+        catch (OutboundAddressRefusedException e)
+        {
+            return ProviderAttempt.Final(new SendOutcome(SendOutcomeKind.Permanent, $"SMTP host refused: {e.Message}"));
         }
         catch (AuthenticationException e)
         {

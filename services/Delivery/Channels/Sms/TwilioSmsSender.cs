@@ -2,6 +2,7 @@ using System.Collections.Frozen;
 using System.Globalization;
 using System.Net;
 using System.Text.Json;
+using Crm.BuildingBlocks.Net;
 
 namespace Crm.Delivery.Channels.Sms;
 
@@ -71,6 +72,10 @@ public sealed class TwilioSmsSender : ISmsSender
                 ? ProviderAttempt.Final(new SendOutcome(SendOutcomeKind.Unconfirmed,
                     $"no answer from Twilio within {_retry.Options.RequestTimeout.TotalSeconds:0.###} s; the message may have been accepted"))
                 : ProviderAttempt.Retry("timed out before the request was sent");
+        }
+        catch (HttpRequestException e) when (e.GetBaseException() is OutboundAddressRefusedException refused)
+        {
+            return ProviderAttempt.Final(new SendOutcome(SendOutcomeKind.Permanent, $"Twilio base URL refused: {refused.Message}"));
         }
         catch (HttpRequestException e)
         {

@@ -15,6 +15,9 @@ namespace Crm.Delivery.Features.Messages;
 public sealed class DeliverMessageConsumer(MessageIntake intake, DeliveryPipeline pipeline, ILogger<DeliverMessageConsumer> logger)
     : IConsumer<Batch<DeliverMessage>>
 {
+    public const string IgnoreCapsRefused =
+        "ignore_caps refused: a DeliverMessage command names no caller with the delivery.admin scope (use SendMessage with that scope)";
+
     public async Task Consume(ConsumeContext<Batch<DeliverMessage>> context)
     {
         var ct = context.CancellationToken;
@@ -33,7 +36,16 @@ public sealed class DeliverMessageConsumer(MessageIntake intake, DeliveryPipelin
             // A key repeated inside the batch is one message.
             valid = valid.DistinctBy(r => r.IdempotencyKey).ToList();
             if (valid.Count == 0) continue;
-            var (claimed, _, repeats) = await intake.AcceptManyAsync(tenant, valid, pipeline.Lease, ct);
+            // A command carries no caller whose scopes could be checked, so it may not skip the caps: such a
+            // message is accepted and suppressed with the reason, visible on its timeline, never sent uncapped.
+            var refused = valid.Where(r => r.IgnoreCaps).Select(r => r.IdempotencyKey).ToHashSet(StringComparer.Ordinal);
+            if (refused.Count > 0) valid = valid.Select(r => r.IgnoreCaps ? r with { IgnoreCaps = false } : r).ToList();
+            var (claimed, scheduled, repeats) = await intake.AcceptManyAsync(tenant, valid, pipeline.Lease, ct);
+            if (refused.Count > 0)
+            {
+                await pipeline.SuppressAsync(tenant, claimed.Concat(scheduled).Where(m => refused.Contains(m.IdempotencyKey)), IgnoreCapsRefused, ct);
+                claimed = [.. claimed.Where(m => !refused.Contains(m.IdempotencyKey))];
+            }
             await pipeline.ProcessClaimedAsync(claimed);
             if (repeats.Count > 0) await pipeline.ProcessAsync(tenant, [.. repeats.Values], ct); // claims only what is still due
         }

@@ -41,9 +41,13 @@ public sealed class MessageIntake(TenantDb db, IConnectionMultiplexer redis, Del
     /// </summary>
     /// <returns>The new messages (claimed, for the pipeline now), the new scheduled ones (deferred to their
     /// send_at, for the deferred poller), and the ids of repeats of keys accepted before (by key).</returns>
+    /// <param name="ignoreCapsRequestedBy">Who asked for the messages that ignore caps (a token's subject, e.g. api-key:&lt;id&gt;),
+    /// after the caller was checked for the admin scope; recorded on their timelines. Without it no message may ignore caps.</param>
     public async Task<(IReadOnlyList<MessageRow> Claimed, IReadOnlyList<MessageRow> Scheduled, IReadOnlyDictionary<string, Guid> Repeats)> AcceptManyAsync(
-        string tenant, IReadOnlyList<DeliveryRequest> requests, TimeSpan lease, CancellationToken ct)
+        string tenant, IReadOnlyList<DeliveryRequest> requests, TimeSpan lease, CancellationToken ct, string? ignoreCapsRequestedBy = null)
     {
+        if (ignoreCapsRequestedBy is null && requests.Any(r => r.IgnoreCaps))
+            throw new InvalidOperationException("A message may ignore caps only at the request of a caller with the admin scope.");
         var ids = requests.Select(_ => Guid.CreateVersion7()).ToArray();
         var database = redis.GetDatabase();
         var firsts = await Task.WhenAll(requests.Select((r, i) => database.StringSetAsync(
@@ -77,11 +81,14 @@ public sealed class MessageIntake(TenantDb db, IConnectionMultiplexer redis, Del
                 RETURNING {MessageRow.Columns}),
                 scheduled AS (
                     INSERT INTO message_events (tenant_id, message_id, status, reason, at)
-                    SELECT tenant_id, message_id, 'deferred', 'scheduled', created_at FROM inserted WHERE status = 'deferred')
+                    SELECT tenant_id, message_id, 'deferred', 'scheduled', created_at FROM inserted WHERE status = 'deferred'),
+                caps_ignored AS (
+                    INSERT INTO message_events (tenant_id, message_id, status, reason, at)
+                    SELECT tenant_id, message_id, 'accepted', @capsIgnored, created_at FROM inserted WHERE ignore_caps)
                 SELECT * FROM inserted
                 """, new
             {
-                tenant, now, until = now + lease,
+                tenant, now, until = now + lease, capsIgnored = $"frequency caps ignored at the request of {ignoreCapsRequestedBy}",
                 ids = take.Select(i => ids[i]).ToArray(),
                 keys = Col(r => r.IdempotencyKey), contactIds = Col(r => r.ContactId), channels = Col(r => r.Channel), purposes = Col(r => r.Purpose),
                 campaignIds = Col(r => r.CampaignId), categories = Col(r => r.Category), subjects = Col(r => r.Subject),

@@ -21,7 +21,8 @@ public sealed partial class DeliveryGrpcService
         var v = new Validation();
         var r = ToRequest(request, "", v);
         v.ThrowIfInvalid();
-        return (await SendAsync(caller.TenantId, [r], context.CancellationToken))[0];
+        RequireAdminToIgnoreCaps(caller, [r], "");
+        return (await SendAsync(caller, [r], context.CancellationToken))[0];
     }
 
     public override async Task<SendMessagesResponse> SendMessages(SendMessagesRequest request, ServerCallContext context)
@@ -31,8 +32,9 @@ public sealed partial class DeliveryGrpcService
         if (request.Messages.Count is 0 or > MaxBatch) v.Add("messages", $"send 1 to {MaxBatch} messages a call");
         var requests = request.Messages.Select((m, i) => ToRequest(m, $"messages[{i}].", v)).ToList();
         v.ThrowIfInvalid();
+        RequireAdminToIgnoreCaps(caller, requests, "messages[{0}].");
         var response = new SendMessagesResponse();
-        response.Messages.AddRange(await SendAsync(caller.TenantId, requests, context.CancellationToken));
+        response.Messages.AddRange(await SendAsync(caller, requests, context.CancellationToken));
         return response;
     }
 
@@ -91,10 +93,25 @@ public sealed partial class DeliveryGrpcService
         return response;
     }
 
-    /// <summary>Accepts the messages and runs them through the pipeline (as one batch) before answering.</summary>
-    private async Task<IReadOnlyList<Message>> SendAsync(string tenant, IReadOnlyList<DeliveryRequest> requests, CancellationToken ct)
+    /// <summary>
+    /// Skipping the frequency caps (marketing caps and the transactional safety cap) is the workspace
+    /// administrator's decision, not any sender's: it needs the delivery.admin scope.
+    /// </summary>
+    private static void RequireAdminToIgnoreCaps(CallerIdentity caller, IReadOnlyList<DeliveryRequest> requests, string pathFormat)
     {
-        var (claimed, scheduled, repeats) = await _intake.AcceptManyAsync(tenant, requests, _pipeline.Lease, ct);
+        if (caller.Has(Scope.DeliveryAdmin)) return;
+        for (var i = 0; i < requests.Count; i++)
+            if (requests[i].IgnoreCaps)
+                throw new RpcException(new Status(StatusCode.PermissionDenied,
+                    $"{string.Format(System.Globalization.CultureInfo.InvariantCulture, pathFormat, i)}ignore_caps needs the '{Scope.DeliveryAdmin}' scope"));
+    }
+
+    /// <summary>Accepts the messages and runs them through the pipeline (as one batch) before answering.</summary>
+    private async Task<IReadOnlyList<Message>> SendAsync(CallerIdentity caller, IReadOnlyList<DeliveryRequest> requests, CancellationToken ct)
+    {
+        var tenant = caller.TenantId;
+        var (claimed, scheduled, repeats) = await _intake.AcceptManyAsync(tenant, requests, _pipeline.Lease, ct,
+            ignoreCapsRequestedBy: caller.Subject.Length > 0 ? caller.Subject : "an unnamed caller");
         await _pipeline.ProcessClaimedAsync(claimed);
         if (repeats.Count > 0) await _pipeline.ProcessAsync(tenant, [.. repeats.Values], ct);
         var ids = claimed.Concat(scheduled).ToDictionary(m => m.IdempotencyKey, m => m.MessageId, StringComparer.Ordinal);

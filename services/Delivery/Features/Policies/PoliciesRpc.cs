@@ -102,20 +102,28 @@ public sealed partial class DeliveryGrpcService
         if (p.UnsubscribeMailto.Length > 0)
             CheckUnsubscribe(v, "profile.unsubscribe_mailto", () => Channels.AdvertisingForm.UnsubscribeHeaders(null, p.UnsubscribeMailto));
         if (p.TimeZone.Length > 0 && !TimeZoneInfo.TryFindSystemTimeZoneById(p.TimeZone, out _)) v.Add("profile.time_zone", $"'{p.TimeZone}' is not an IANA time zone");
+        if (p.Jurisdiction.Length > 0 && !IsCountryCode(p.Jurisdiction)) v.Add("profile.jurisdiction", $"'{p.Jurisdiction}' is not an ISO 3166-1 alpha-2 country code (e.g. KR, US)");
         v.ThrowIfInvalid();
         await using var scope = await _db.BeginAsync(caller.TenantId, context.CancellationToken);
         var conn = scope.Connection;
         await EnsureSettingsAsync(conn, null, caller.TenantId);
-        await conn.ExecuteAsync("""
+        var jurisdiction = await conn.ExecuteScalarAsync<string>("""
             UPDATE delivery_settings SET sender_name = @SenderName, opt_out_number = @OptOutNumber,
                 unsubscribe_url = @UnsubscribeUrl, unsubscribe_mailto = @UnsubscribeMailto,
-                time_zone = coalesce(nullif(@TimeZone, ''), time_zone)
+                time_zone = coalesce(nullif(@TimeZone, ''), time_zone),
+                jurisdiction = coalesce(nullif(@jurisdiction, ''), jurisdiction)
             WHERE tenant_id = @tenant
-            """, new { tenant = caller.TenantId, p.SenderName, p.OptOutNumber, p.UnsubscribeUrl, p.UnsubscribeMailto, p.TimeZone });
+            RETURNING jurisdiction
+            """, new { tenant = caller.TenantId, p.SenderName, p.OptOutNumber, p.UnsubscribeUrl, p.UnsubscribeMailto, p.TimeZone,
+                jurisdiction = p.Jurisdiction.ToUpperInvariant() });
         await scope.CommitAsync(context.CancellationToken);
         _policies.Invalidate(caller.TenantId);
-        return p;
+        var saved = p.Clone();
+        saved.Jurisdiction = jurisdiction;
+        return saved;
     }
+
+    private static bool IsCountryCode(string code) => code.Length == 2 && code.All(char.IsAsciiLetter);
 
     private static void CheckUnsubscribe(Validation v, string field, Action build)
     {
@@ -151,6 +159,9 @@ public sealed partial class DeliveryGrpcService
             _ => null,
         };
         if (problem is not null) v.Add("account.settings", problem);
+        foreach (var (setting, host) in EndpointHosts(a))
+            if (_guard.LiteralRefusal(host) is { } refused)
+                v.Add($"account.settings.{setting}", $"{refused}: provider endpoints must be public internet addresses");
         v.ThrowIfInvalid();
 
         var tenant = caller.TenantId;
@@ -196,6 +207,13 @@ public sealed partial class DeliveryGrpcService
             response.Accounts.Add(account);
         }
         return response;
+    }
+
+    /// <summary>The hosts an account's settings make us connect to (checked again on every connection).</summary>
+    private static IEnumerable<(string Setting, string Host)> EndpointHosts(ProviderAccount a)
+    {
+        if (a.Settings.TryGetValue("base_url", out var url) && Uri.TryCreate(url.Trim(), UriKind.Absolute, out var uri)) yield return ("base_url", uri.Host);
+        if (a.Settings.TryGetValue("host", out var host) && host.Trim().Length > 0) yield return ("host", host.Trim());
     }
 
     private static Task EnsureSettingsAsync(Npgsql.NpgsqlConnection conn, Npgsql.NpgsqlTransaction? tx, string tenant) =>

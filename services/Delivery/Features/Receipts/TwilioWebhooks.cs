@@ -18,11 +18,12 @@ internal static class TwilioWebhooks
     {
         // A path naming no possible tenant is refused before anything is read or looked up.
         if (!Crm.BuildingBlocks.Tenancy.TenantIds.IsValid(tenant)) return (null, Results.NotFound());
+        // A tenant without this account (unknown, or not one of ours) is refused before the body is read, and
+        // remembered: repeats cost no database round trip.
+        var row = await policies.WebhookAccountAsync(tenant, account, TwilioSmsSender.Kind, ct);
+        if (row is null) return (null, Results.NotFound());
         if (!request.HasFormContentType) return (null, Results.BadRequest());
         var form = await request.ReadFormAsync(ct);
-        var policy = await policies.GetAsync(tenant, ct);
-        var row = policy.Accounts.FirstOrDefault(a => a.AccountId == account && a.Kind == TwilioSmsSender.Kind);
-        if (row is null) return (null, Results.NotFound());
         var token = policies.Config(tenant, row).Secret;
         // Twilio signs the URL it was given: the public one when configured, else the one it called.
         var url = options.PublicBaseUrl.Length > 0
