@@ -48,9 +48,14 @@ public static class MessagingExtensions
         services.AddOptions<OutboxOptions>().Bind(configuration.GetSection(OutboxOptions.Section))
             .Validate(o => o.BatchSize >= 1, "Outbox:BatchSize must be at least 1")
             .Validate(o => o.PollInterval > TimeSpan.Zero, "Outbox:PollInterval must be positive")
+            .Validate(o => o.RetainFor > TimeSpan.Zero, "Outbox:RetainFor must be positive")
+            .Validate(o => o.CleanupInterval > TimeSpan.Zero, "Outbox:CleanupInterval must be positive")
+            .Validate(o => o.CleanupBatchSize >= 1, "Outbox:CleanupBatchSize must be at least 1")
             .ValidateOnStart();
         services.AddSingleton(sp => sp.GetRequiredService<Microsoft.Extensions.Options.IOptions<OutboxOptions>>().Value);
         services.AddHostedService<OutboxRelay>();
+        services.AddSingleton<OutboxRetention>();
+        services.AddHostedService(sp => sp.GetRequiredService<OutboxRetention>());
         return services;
     }
 }

@@ -24,6 +24,11 @@ public sealed class OutboxOptions
     /// that died holding the confirms never sends them, and the relay would wait for them forever.
     /// </summary>
     public TimeSpan PublishTimeout { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>How long published outbox rows and processed inbox rows are kept (<see cref="OutboxRetention"/>).</summary>
+    public TimeSpan RetainFor { get; set; } = TimeSpan.FromDays(7);
+    public TimeSpan CleanupInterval { get; set; } = TimeSpan.FromMinutes(10);
+    public int CleanupBatchSize { get; set; } = 1000;
 }
 
 /// <summary>
