@@ -38,8 +38,10 @@ const REQUIRED = [
   { code: /\.AddCrmGrpc\(/, setting: "Tenancy__PublicKeys__0__KeyId", shared: true },
   { code: /\.AddIdentityTokenIssuer\(/, setting: "Tenancy__SigningKey", valid: (v) => /^required-from-the-environment$|BEGIN (EC )?PRIVATE KEY/.test(v) || "must be a PEM private key (or a variable holding one)" },
   { code: /\.AddIdentityTokenIssuer\(/, setting: "Tenancy__SigningKeyId" },
+  // services/Contacts/Features/Suppressions/SuppressionKey.cs: the base64 of 32 to 64 bytes, checked at start-up.
+  { code: /SuppressionOptions/, setting: "Contacts__SuppressionKey", valid: (v) => Buffer.from(v, "base64").length >= 32 && Buffer.from(v, "base64").length <= 64 && /^[A-Za-z0-9+/]+={0,2}$/.test(v) || "must be the base64 of 32 to 64 bytes" },
   // services/Delivery/Security/SecretBox.cs: the base64 of exactly 32 bytes, or Delivery does not start.
-  { code: /new SecretBox\(options\.SecretKey\)/, setting: "Delivery__SecretKey", valid: (v) => Buffer.from(v, "base64").length === 32 && /^[A-Za-z0-9+/]+={0,2}$/.test(v) || "must be the base64 of exactly 32 bytes" },
+  { code: /new SecretBox\(/, setting: "Delivery__SecretKey", valid: (v) => Buffer.from(v, "base64").length === 32 && /^[A-Za-z0-9+/]+={0,2}$/.test(v) || "must be the base64 of exactly 32 bytes" },
 ];
 
 const problems = [];

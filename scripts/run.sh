@@ -13,6 +13,8 @@ export CRM_SIGNING_KEY_FILE=$PWD/.local/token-keys/signing-key.pem CRM_SIGNING_K
 PUBLIC_KEY=(Tenancy__PublicKeys__0__KeyId="$CRM_SIGNING_KEY_ID" Tenancy__PublicKeys__0__Pem="$(cat .local/token-keys/public-key.pem)")
 # The key Delivery encrypts provider credentials with (base64 of 32 bytes); losing it loses them.
 [ -s .local/provider-secret-key ] || head -c 32 /dev/urandom | base64 > .local/provider-secret-key
+# The key of erased identities' hashes in Contacts (base64 of 32 bytes).
+[ -s .local/suppression-key ] || head -c 32 /dev/urandom | base64 > .local/suppression-key
 
 pg_field() { sed -n "s/.*$1=\([^;]*\).*/\1/p" <<<"$CRM_POSTGRES"; }
 export PGHOST=$(pg_field Host) PGPORT=$(pg_field Port) PGUSER=$(pg_field Username) PGPASSWORD=$(pg_field Password)
@@ -57,7 +59,8 @@ start() {
   echo "$name did not become ready"; tail -20 ".local/logs/$name.log"; exit 1
 }
 
-start contacts services/Contacts/bin/Release/net10.0/Crm.Contacts.dll 5101 5100 "${PUBLIC_KEY[@]}" $(db_settings crm_contacts)
+start contacts services/Contacts/bin/Release/net10.0/Crm.Contacts.dll 5101 5100 "${PUBLIC_KEY[@]}" $(db_settings crm_contacts) \
+  Contacts__SuppressionKey="$(cat .local/suppression-key)"
 
 start delivery services/Delivery/bin/Release/net10.0/Crm.Delivery.dll 5201 5200 "${PUBLIC_KEY[@]}" \
   $(db_settings crm_delivery) ConnectionStrings__Redis="$CRM_REDIS" \

@@ -46,6 +46,7 @@ public static class ImportBench
         {
             ["ConnectionStrings:Postgres"] = db,
             ["ConnectionStrings:RabbitMq"] = env.RabbitMq,
+            ["Contacts:SuppressionKey"] = Convert.ToBase64String(System.Security.Cryptography.RandomNumberGenerator.GetBytes(32)),
             ["Tenancy:PublicKeys:0:KeyId"] = Keys.KeyId,
             ["Tenancy:PublicKeys:0:Pem"] = Keys.PublicPem,
         });

@@ -24,6 +24,12 @@ public static class ContactsModule
         var services = builder.Services;
         services.AddPostgres(builder.Configuration, new MigrationSource("contacts", typeof(ContactsModule).Assembly));
         services.AddMigrationsOnStart(); // before anything that touches the tables, such as the outbox relay
+        services.AddOptions<Features.Suppressions.SuppressionOptions>().Bind(builder.Configuration.GetSection(Features.Suppressions.SuppressionOptions.Section))
+            .Validate(o => Features.Suppressions.SuppressionOptions.Problem(o) is null, "Contacts:SuppressionKey must be the base64 of 32 to 64 random bytes")
+            .ValidateOnStart();
+        services.AddSingleton(sp => new Features.Suppressions.SuppressionKey(
+            sp.GetRequiredService<Microsoft.Extensions.Options.IOptions<Features.Suppressions.SuppressionOptions>>().Value));
+        services.AddHostedService<Features.Suppressions.SuppressionKeyMigration>();
         services.AddCrmMessaging(builder.Configuration, bus =>
         {
             bus.AddConsumer<Features.Channels.ChannelUnreachableConsumer, Features.Channels.ChannelUnreachableConsumerDefinition>();

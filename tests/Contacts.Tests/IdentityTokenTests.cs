@@ -101,6 +101,7 @@ public sealed class IdentityTokenTests(ContactsFixture fx)
         {
             ["ConnectionStrings:Postgres"] = fx.ConnectionString,
             ["ConnectionStrings:RabbitMq"] = fx.RabbitMqUri,
+            ["Contacts:SuppressionKey"] = ServiceHost.TestSuppressionKey,
             ["Kestrel:Endpoints:Grpc:Url"] = $"http://127.0.0.1:{TestServers.FreePort()}",
             ["Kestrel:Endpoints:Http:Url"] = $"http://127.0.0.1:{TestServers.FreePort()}",
         };

@@ -206,7 +206,7 @@ public sealed class GatewayTests : IAsyncLifetime
         var redis = StartRedis(port);
         try
         {
-            await using var gateway = await ServiceHost.StartAsync(GatewayModule.Build, new Dictionary<string, string?>
+            await using var gateway = await ServiceHost.StartIssuerAsync(GatewayModule.Build, new Dictionary<string, string?>
             {
                 ["Gateway:ContactsGrpc"] = _contacts.GrpcAddress.ToString(),
                 ["ConnectionStrings:Redis"] = $"127.0.0.1:{port}",

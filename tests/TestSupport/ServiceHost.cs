@@ -60,6 +60,8 @@ public sealed class ServiceHost : IAsyncDisposable
                 ["Kestrel:Endpoints:Grpc:Url"] = $"http://127.0.0.1:{grpcPort}",
                 ["Kestrel:Endpoints:Http:Url"] = $"http://127.0.0.1:{httpPort}",
                 ["Logging:LogLevel:Default"] = "Warning",
+                // Contacts' erased-identity key (other services ignore it).
+                ["Contacts:SuppressionKey"] = TestSuppressionKey,
             };
             foreach (var (key, value) in settings) all[key] = value;
             builder.Configuration.AddInMemoryCollection(all);
@@ -67,6 +69,9 @@ public sealed class ServiceHost : IAsyncDisposable
         await app.StartAsync();
         return new ServiceHost(app, grpcPort, httpPort);
     }
+
+    /// <summary>A Contacts:SuppressionKey for tests (the base64 of 32 bytes), the same for every host of a test run.</summary>
+    public static readonly string TestSuppressionKey = Convert.ToBase64String(System.Security.Cryptography.RandomNumberGenerator.GetBytes(32));
 
     /// <summary>Call options carrying a signed identity token for the tenant.</summary>
     public CallOptions As(string tenant, params string[] scopes) =>

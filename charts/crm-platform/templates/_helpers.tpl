@@ -150,6 +150,23 @@ it (Secret, hook Secret, checksum) sees the same pair. Call with the root contex
 {{- toYaml $tenancy.resolvedKeys }}
 {{- end }}
 
+{{/*
+Contacts' key for the hashes of erased identities: the configured one, else the one a previous release
+generated (read back with lookup), else 32 random bytes, base64. Remembered for the rest of the render.
+*/}}
+{{- define "crm.suppressionKey" -}}
+{{- $tenancy := .Values.tenancy }}
+{{- if not $tenancy.resolvedSuppressionKey }}
+{{- $key := $tenancy.suppressionKey | default "" }}
+{{- if not $key }}
+{{- $previous := get (lookup "v1" "Secret" .Release.Namespace (include "crm.credentialsSecretName" .) | default dict) "data" | default dict }}
+{{- $key = get $previous $tenancy.secretKeys.suppressionKey | default "" | b64dec }}
+{{- end }}
+{{- $_ := set $tenancy "resolvedSuppressionKey" ($key | default (randBytes 32)) }}
+{{- end }}
+{{- $tenancy.resolvedSuppressionKey }}
+{{- end }}
+
 {{- define "crm.deliveryKeySecretName" -}}
 {{- include "crm.fullname" . }}-delivery-key
 {{- end }}
@@ -286,6 +303,7 @@ existingSecret and only what an enabled service needs. Delivery's key has a Secr
 {{ .signingKey }}: {{ $keys.signingKey | b64enc }}
 {{ .signingKeyId }}: {{ $keys.keyId | b64enc }}
 {{ .publicKey }}: {{ $keys.publicKey | b64enc }}
+{{ .suppressionKey }}: {{ include "crm.suppressionKey" $root | b64enc }}
 {{- end }}
 {{- end }}
 {{- end }}
@@ -378,6 +396,13 @@ Credentials first, then the chart's settings, then the user's env, so that the u
 - name: Tenancy__PublicKeys__{{ add1 $i }}__Pem
   value: {{ required "tenancy.additionalPublicKeys[].pem is required" $key.pem | quote }}
 {{- end }}
+{{- end }}
+{{- if eq $svc.name "contacts" }}
+- name: Contacts__SuppressionKey
+  valueFrom:
+    secretKeyRef:
+      name: {{ $v.tenancy.existingSecret | default .secret }}
+      key: {{ $v.tenancy.secretKeys.suppressionKey }}
 {{- end }}
 {{- if eq $svc.name "delivery" }}
 - name: Delivery__SecretKey

@@ -15,15 +15,17 @@ public sealed partial class ContactsGrpcService : ContactsService.ContactsServic
     private readonly Workspaces.Workspaces _workspaces;
     private readonly Imports.ImportSlots _importSlots;
     private readonly Imports.TableStatistics _statistics;
+    private readonly Suppressions.SuppressionKey _suppressions;
     private readonly ILogger<ContactsGrpcService> _logger;
 
     public ContactsGrpcService(TenantDb db, Workspaces.Workspaces workspaces, Imports.ImportSlots importSlots,
-        Imports.TableStatistics statistics, ILogger<ContactsGrpcService> logger)
+        Imports.TableStatistics statistics, Suppressions.SuppressionKey suppressions, ILogger<ContactsGrpcService> logger)
     {
         _db = db;
         _workspaces = workspaces;
         _importSlots = importSlots;
         _statistics = statistics;
+        _suppressions = suppressions;
         _logger = logger;
     }
 }

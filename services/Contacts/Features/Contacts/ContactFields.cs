@@ -92,8 +92,6 @@ public static class ContactFields
     }
 
     /// <summary>Suppression entries keep only this hash of an erased identity (the SQL function suppression_hash is the same).</summary>
-    public static byte[] SuppressionHash(string tenantId, string kind, string value) =>
-        SHA256.HashData(Encoding.UTF8.GetBytes($"{tenantId}\n{kind}\n{value}"));
 
     // Attributes are stored as JSON: strings, numbers and booleans as themselves, dates as {"$date": "<ISO 8601 UTC>"}.
 

@@ -90,7 +90,7 @@ public sealed partial class ContactsGrpcService
         bool changed;
         if (existing is null)
         {
-            next.Suppressed = await IsSuppressedAsync(conn, tx, caller.TenantId, next);
+            next.Suppressed = await IsSuppressedAsync(conn, tx, _suppressions, caller.TenantId, next);
             await conn.ExecuteAsync("""
                 INSERT INTO contacts (tenant_id, contact_id, external_id, name, email, phone, locale, time_zone, attributes, tags, suppressed)
                 VALUES (@tenant, @ContactId, @ExternalId, @Name, @Email, @Phone, @Locale, @TimeZone, @Attributes::jsonb, @Tags, @Suppressed)
@@ -103,7 +103,7 @@ public sealed partial class ContactsGrpcService
             if (changed)
             {
                 // A new email or phone may belong to an erased identity.
-                next.Suppressed = existing.Suppressed || await IsSuppressedAsync(conn, tx, caller.TenantId, next);
+                next.Suppressed = existing.Suppressed || await IsSuppressedAsync(conn, tx, _suppressions, caller.TenantId, next);
                 await conn.ExecuteAsync("""
                     UPDATE contacts SET name = @Name, email = @Email, phone = @Phone, locale = @Locale, time_zone = @TimeZone,
                         attributes = @Attributes::jsonb, tags = @Tags, suppressed = @Suppressed, updated_at = now(),
@@ -187,8 +187,8 @@ public sealed partial class ContactsGrpcService
         if (row.Phone is not null) hashes.Add(("phone", row.Phone));
         foreach (var (kind, value) in hashes)
             await conn.ExecuteAsync(
-                "INSERT INTO suppressions (tenant_id, value_hash, kind) VALUES (@tenant, @hash, @kind) ON CONFLICT DO NOTHING",
-                new { tenant, hash = ContactFields.SuppressionHash(tenant, kind, value), kind }, tx);
+                "INSERT INTO suppressions (tenant_id, value_hash, kind, keyed) VALUES (@tenant, @hash, @kind, true) ON CONFLICT DO NOTHING",
+                new { tenant, hash = _suppressions.Hash(tenant, kind, value), kind }, tx);
 
         var orders = await conn.ExecuteAsync("""
             UPDATE contacts SET external_id = 'erased:' || contact_id::text, name = NULL, email = NULL, phone = NULL,
@@ -251,11 +251,11 @@ public sealed partial class ContactsGrpcService
         return id ?? throw new NotFoundException($"Contact {(reference.Id.Length > 0 ? reference.Id : reference.ExternalId)} not found.");
     }
 
-    private static async Task<bool> IsSuppressedAsync(NpgsqlConnection conn, NpgsqlTransaction tx, string tenant, ContactRow c)
+    private static async Task<bool> IsSuppressedAsync(NpgsqlConnection conn, NpgsqlTransaction tx, Suppressions.SuppressionKey key, string tenant, ContactRow c)
     {
-        var hashes = new List<byte[]> { ContactFields.SuppressionHash(tenant, "external_id", c.ExternalId) };
-        if (c.Email is not null) hashes.Add(ContactFields.SuppressionHash(tenant, "email", c.Email.ToLowerInvariant()));
-        if (c.Phone is not null) hashes.Add(ContactFields.SuppressionHash(tenant, "phone", c.Phone));
+        var hashes = new List<byte[]> { key.Hash(tenant, "external_id", c.ExternalId) };
+        if (c.Email is not null) hashes.Add(key.Hash(tenant, "email", c.Email.ToLowerInvariant()));
+        if (c.Phone is not null) hashes.Add(key.Hash(tenant, "phone", c.Phone));
         return await conn.ExecuteScalarAsync<bool>(
             "SELECT EXISTS (SELECT 1 FROM suppressions WHERE tenant_id = @tenant AND value_hash = ANY(@hashes))",
             new { tenant, hashes = hashes.ToArray() }, tx);

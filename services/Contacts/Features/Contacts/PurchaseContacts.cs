@@ -25,7 +25,7 @@ public static class PurchaseContacts
         created AS (
             INSERT INTO contacts (tenant_id, contact_id, external_id, suppressed)
             SELECT @tenant, gen_random_uuid(), e, EXISTS (
-                SELECT 1 FROM suppressions s WHERE s.tenant_id = @tenant AND s.value_hash = suppression_hash(@tenant, 'external_id', e))
+                SELECT 1 FROM suppressions s WHERE s.tenant_id = @tenant AND s.value_hash = suppression_hmac(@tenant, 'external_id', e, @innerPad, @outerPad))
             FROM unnest(@externalIds) AS e
             WHERE e NOT IN (SELECT external_id FROM known)
             {0}
@@ -46,13 +46,14 @@ public static class PurchaseContacts
     /// </param>
     /// <returns>The contact id of every external id, and how many contacts were created.</returns>
     public static async Task<(Dictionary<string, Guid> Ids, int Created)> EnsureAsync(
-        NpgsqlConnection conn, NpgsqlTransaction? tx, string tenant, string[] externalIds, CancellationToken ct, bool mostlyNew = false)
+        NpgsqlConnection conn, NpgsqlTransaction? tx, Suppressions.SuppressionKey key, string tenant, string[] externalIds, CancellationToken ct,
+        bool mostlyNew = false)
     {
         var ids = new Dictionary<string, Guid>(externalIds.Length, StringComparer.Ordinal);
         if (externalIds.Length == 0) return (ids, 0);
         var created = 0;
         Task<IEnumerable<(string, Guid, bool)>> Run(string sql) =>
-            conn.QueryAsync<(string, Guid, bool)>(new CommandDefinition(sql, new { tenant, externalIds }, tx, cancellationToken: ct));
+            conn.QueryAsync<(string, Guid, bool)>(new CommandDefinition(sql, new { tenant, externalIds, innerPad = key.InnerPad, outerPad = key.OuterPad }, tx, cancellationToken: ct));
         IEnumerable<(string, Guid, bool)> rows;
         if (!mostlyNew)
         {

@@ -74,9 +74,9 @@ public sealed class ContactImport(ContactColumns mapping, WorkspaceSettings work
                 SELECT @tenant, gen_random_uuid(), s.external_id, s.name, s.email, s.phone, s.locale, s.time_zone, s.attributes,
                        ARRAY(SELECT DISTINCT t FROM unnest(s.tags) t ORDER BY t),
                        EXISTS (SELECT 1 FROM suppressions x WHERE x.tenant_id = @tenant AND x.value_hash IN (
-                           suppression_hash(@tenant, 'external_id', s.external_id),
-                           suppression_hash(@tenant, 'email', lower(coalesce(s.email, ''))),
-                           suppression_hash(@tenant, 'phone', coalesce(s.phone, ''))))
+                           suppression_hmac(@tenant, 'external_id', s.external_id, @innerPad, @outerPad),
+                           suppression_hmac(@tenant, 'email', lower(coalesce(s.email, '')), @innerPad, @outerPad),
+                           suppression_hmac(@tenant, 'phone', coalesce(s.phone, ''), @innerPad, @outerPad)))
                 FROM src s
                 ON CONFLICT (tenant_id, external_id) DO UPDATE SET
                     name = coalesce(excluded.name, c.name),
@@ -103,7 +103,10 @@ public sealed class ContactImport(ContactColumns mapping, WorkspaceSettings work
                     'attributesJson', attributes::text, 'suppressed', suppressed, 'occurredAt', updated_at)::text
                 FROM upserted)
             SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM upserted
-            """, new { tenant = run.Tenant, contactType = Outbox.TypeName<ContactUpserted>() }, tx, commandTimeout: 0, cancellationToken: ct));
+            """, new
+            {
+                tenant = run.Tenant, contactType = Outbox.TypeName<ContactUpserted>(), innerPad = run.Suppressions.InnerPad, outerPad = run.Suppressions.OuterPad,
+            }, tx, commandTimeout: 0, cancellationToken: ct));
 
         await run.CompleteAsync(conn, tx, counts.Created, counts.Updated, 0, 0);
         await tx.CommitAsync(ct);

@@ -80,7 +80,7 @@ public sealed partial class ContactsGrpcService
         var ct = context.CancellationToken;
         var chunks = new ChunkStream(requestStream);
         using var slot = await _importSlots.TakeAsync(ct);
-        await using var run = await ImportRun.StartAsync(_db, tenant, kind, header.FileName, ct);
+        await using var run = await ImportRun.StartAsync(_db, _suppressions, tenant, kind, header.FileName, ct);
         // The id goes out at once in the response headers, so the caller can follow progress with GetImport.
         await context.WriteResponseHeadersAsync(new Metadata { { ImportIdHeader, run.ImportId.ToString() } });
         var csv = new CsvReader(chunks, header.Delimiter.Length == 1 ? (byte)header.Delimiter[0] : (byte)',');

@@ -25,8 +25,9 @@ public sealed class ImportRun : IAsyncDisposable
     private long _storedErrors;
     private long _rowsRead, _rowsAccepted, _rowsRejected, _contactsCommitted;
 
-    private ImportRun(TenantDb db, string tenant, Guid importId)
+    private ImportRun(TenantDb db, string tenant, Guid importId, Suppressions.SuppressionKey suppressions)
     {
+        Suppressions = suppressions;
         _db = db;
         Tenant = tenant;
         ImportId = importId;
@@ -39,7 +40,11 @@ public sealed class ImportRun : IAsyncDisposable
     public long RowsAccepted => Interlocked.Read(ref _rowsAccepted);
     public long RowsRejected => Interlocked.Read(ref _rowsRejected);
 
-    public static async Task<ImportRun> StartAsync(TenantDb db, string tenant, string kind, string fileName, CancellationToken ct)
+    /// <summary>The key of the erased-identity hashes the import checks new contacts against.</summary>
+    public Suppressions.SuppressionKey Suppressions { get; }
+
+    public static async Task<ImportRun> StartAsync(TenantDb db, Suppressions.SuppressionKey suppressions, string tenant, string kind, string fileName,
+        CancellationToken ct)
     {
         var importId = Guid.CreateVersion7();
         await using (var scope = await db.BeginAsync(tenant, ct))
@@ -49,7 +54,7 @@ public sealed class ImportRun : IAsyncDisposable
                 new { tenant, importId, kind, fileName });
             await scope.CommitAsync(ct);
         }
-        return new ImportRun(db, tenant, importId);
+        return new ImportRun(db, tenant, importId, suppressions);
     }
 
     public void Read() => Interlocked.Increment(ref _rowsRead);

@@ -320,7 +320,7 @@ public sealed class TransactionImport
                 }
                 if (unknown.Count > 0)
                 {
-                    (var ids, created) = await PurchaseContacts.EnsureAsync(conn, scope.Transaction, _run.Tenant, [.. unknown], ct, mostlyNew: true);
+                    (var ids, created) = await PurchaseContacts.EnsureAsync(conn, scope.Transaction, _run.Suppressions, _run.Tenant, [.. unknown], ct, mostlyNew: true);
                     if (_knownContacts.Count + ids.Count > KnownContactsLimit) _knownContacts.Clear();
                     foreach (var (externalId, contactId) in ids) batch.Contacts[externalId] = _knownContacts[externalId] = contactId;
                 }

@@ -35,7 +35,7 @@ public sealed partial class ContactsGrpcService
         var (conn, tx) = scope;
 
         // Transactions first: a purchase by an unknown customer id creates the contact.
-        var (byExternalId, _) = await PurchaseContacts.EnsureAsync(conn, tx, tenant,
+        var (byExternalId, _) = await PurchaseContacts.EnsureAsync(conn, tx, _suppressions, tenant,
             request.Orders.Where(o => o.Contact is { ExternalId.Length: > 0 }).Select(o => o.Contact.ExternalId.Trim()).Distinct().ToArray(), ct);
         for (var i = 0; i < orders.Count; i++)
         {
