@@ -328,6 +328,15 @@ cmd_up() {
     rmq_ext_ok || die "CRM_RABBITMQ/CRM_RABBITMQ_MGMT is set but does not answer: $CRM_RABBITMQ ${CRM_RABBITMQ_MGMT:-}"
   elif ! { command -v curl >/dev/null && rmq_answers; }; then need_rmq=1; fi
 
+  # Servers this checkout did not start are used as they are: say so, since their data (and any
+  # other checkout's services talking to them) are shared with whoever started them.
+  if [ -z "${CRM_POSTGRES:-}" ] && [ -z "$need_pg" ] && ! pid_alive "$PG_DIR/postmaster.pid"; then
+    log "postgres: using the server already listening on 127.0.0.1:$PG_PORT, not started by this checkout (another checkout's, or the machine's)"; fi
+  if [ -z "${CRM_REDIS:-}" ] && [ -z "$need_redis" ] && ! pid_alive "$REDIS_DIR/redis.pid"; then
+    log "redis: using the server already listening on 127.0.0.1:$REDIS_PORT, not started by this checkout"; fi
+  if [ -z "${CRM_RABBITMQ:-}" ] && [ -z "$need_rmq" ] && ! rmq_ours_alive; then
+    log "rabbitmq: using the broker already listening on 127.0.0.1:$RMQ_PORT, not started by this checkout"; fi
+
   # 2. Install what is missing, in one apt run.
   [ -z "$need_pg" ] || pg_installed || pkgs+=(postgresql)
   [ -z "$need_redis" ] || command -v redis-server >/dev/null || pkgs+=(redis-server)
