@@ -205,6 +205,7 @@ public sealed class ContactsApiTests(ContactsFixture fx)
         var summary = await Client.GetContactSummaryAsync(new GetContactSummaryRequest { Contact = buyer }, fx.As(t));
         Assert.Equal(2, summary.OrderCount);
         Assert.Equal("38700.4000", Assert.Single(summary.TotalSpend).Total); // 0.2 + 0.2 + 38700, exactly
+        Assert.Equal("38,700 KRW", summary.TotalSpend[0].Formatted); // the won has no minor unit
 
         var refund = NewOrder("o-2", ("sku-a", "3", "12900"));
         refund.Status = OrderStatus.Refunded;

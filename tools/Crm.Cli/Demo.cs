@@ -73,7 +73,7 @@ public static class Demo
         foreach (var error in import.Errors.Take(3)) Console.WriteLine($"  line {error.Line} ({error.Column}): {error.Reason}");
 
         var summary = await contacts.GetContactSummaryAsync(new GetContactSummaryRequest { Contact = new ContactRef { ExternalId = "C-1001" } }, auth);
-        Console.WriteLine($"C-1001 bought {summary.OrderCount} times, {string.Join(", ", summary.TotalSpend.Select(t => $"{t.Total} {t.Currency}"))}, " +
+        Console.WriteLine($"C-1001 bought {summary.OrderCount} times, {string.Join(", ", summary.TotalSpend.Select(t => t.Formatted))}, " +
                           $"last on {summary.LastPurchaseAt.ToDateTime():yyyy-MM-dd}");
     }
 

@@ -162,7 +162,10 @@ public sealed partial class ContactsGrpcService
             CancelledCount = counts.Cancelled,
             RefundedCount = counts.Refunded,
         };
-        summary.TotalSpend.AddRange(totals.Select(t => new CurrencyTotal { Currency = t.Currency, Total = t.Total.ToString(CultureInfo.InvariantCulture) }));
+        summary.TotalSpend.AddRange(totals.Select(t => new CurrencyTotal
+        {
+            Currency = t.Currency, Total = t.Total.ToString(CultureInfo.InvariantCulture), Formatted = Money.Format(t.Total, t.Currency),
+        }));
         return summary;
     }
 
