@@ -42,7 +42,7 @@ public sealed class ImportTests(ContactsFixture fx)
         // Customer 13085 ("13085.0" in the file) bought twice: 651.10 GBP, exactly.
         var summary = await fx.Client.GetContactSummaryAsync(new GetContactSummaryRequest { Contact = new ContactRef { ExternalId = "13085" } }, fx.As(t));
         Assert.Equal(2, summary.OrderCount);
-        Assert.Equal(new CurrencyTotal { Currency = "GBP", Total = "651.1000" }, Assert.Single(summary.TotalSpend));
+        Assert.Equal(new CurrencyTotal { Currency = "GBP", Total = "651.1000", Formatted = "651.10 GBP" }, Assert.Single(summary.TotalSpend));
         var cancelled = await fx.Client.GetContactSummaryAsync(new GetContactSummaryRequest { Contact = new ContactRef { ExternalId = "16321" } }, fx.As(t));
         Assert.Equal(1, cancelled.CancelledCount);
 
