@@ -29,11 +29,8 @@ public sealed record BenchEnvironment(string Postgres, string RabbitMq, string R
     public async Task<ServiceProcess> StartServiceAsync(string assembly, IDictionary<string, string> settings)
     {
         // As in production and the tests: migrated by the database's owner, run as a role row-level security binds.
-        if (settings.TryGetValue("ConnectionStrings:Postgres", out var owner) && !settings.ContainsKey("ConnectionStrings:PostgresMigrations"))
-        {
-            settings = new Dictionary<string, string>(settings);
-            foreach (var (key, value) in await Crm.TestSupport.TestServers.ServiceDatabaseSettingsAsync(owner)) settings[key] = value!;
-        }
+        settings = (await Crm.TestSupport.TestServers.AsAppRoleAsync(settings.Select(s => KeyValuePair.Create(s.Key, (string?)s.Value))))
+            .ToDictionary(s => s.Key, s => s.Value!);
         var dll = Path.Combine(RepoRoot, "services", assembly.Replace("Crm.", "", StringComparison.Ordinal), "bin", "Release", "net10.0", assembly + ".dll");
         if (!File.Exists(dll)) throw new FileNotFoundException($"{dll} is not built; run `dotnet build -c Release` first.");
         var grpc = Crm.TestSupport.TestServers.FreePort();

@@ -45,12 +45,7 @@ public sealed class ServiceHost : IAsyncDisposable
     private static async Task<ServiceHost> StartWithKeysAsync(
         Func<string[], Action<WebApplicationBuilder>, WebApplication> build, IDictionary<string, string?> settings, Dictionary<string, string?> keys)
     {
-        if (settings.TryGetValue("ConnectionStrings:Postgres", out var owner) && owner is not null
-            && !settings.ContainsKey("ConnectionStrings:PostgresMigrations"))
-        {
-            settings = new Dictionary<string, string?>(settings);
-            foreach (var (key, value) in await TestServers.ServiceDatabaseSettingsAsync(owner)) settings[key] = value;
-        }
+        settings = await TestServers.AsAppRoleAsync(settings);
         var grpcPort = TestServers.FreePort();
         var httpPort = TestServers.FreePort();
         var app = build([], builder =>

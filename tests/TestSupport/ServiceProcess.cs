@@ -75,9 +75,7 @@ public sealed class ServiceProcess : IAsyncDisposable
         foreach (var (key, value) in settings) all[key] = value;
         all["Kestrel:Endpoints:Grpc:Url"] = $"http://127.0.0.1:{grpcPort}";
         all["Kestrel:Endpoints:Http:Url"] = $"http://127.0.0.1:{httpPort}";
-        // As ServiceHost does: migrated by the owner, run as the role row-level security binds.
-        if (all.TryGetValue("ConnectionStrings:Postgres", out var owner) && owner is not null && !all.ContainsKey("ConnectionStrings:PostgresMigrations"))
-            foreach (var (key, value) in TestServers.ServiceDatabaseSettingsAsync(owner).GetAwaiter().GetResult()) all[key] = value;
+        all = TestServers.AsAppRoleAsync(all).GetAwaiter().GetResult();
         all.TryAdd("Logging:LogLevel:Default", "Warning");
         foreach (var (key, value) in all) info.Environment[key.Replace(":", "__", StringComparison.Ordinal)] = value;
 

@@ -37,17 +37,21 @@ public static class TestServers
     public const string AppRole = "crm_app";
 
     /// <summary>
-    /// The settings a service needs for a database made by <see cref="CreateDatabaseAsync"/>: it connects as
-    /// <see cref="AppRole"/>, which row-level security binds, and migrates as the database's creator (the owner).
+    /// A service's settings as production has them: a ConnectionStrings:Postgres given alone is the database
+    /// owner's (from <see cref="CreateDatabaseAsync"/>), so the service migrates as that owner and runs as
+    /// <see cref="AppRole"/>, which row-level security binds. Settings that name both are returned as they are.
+    /// Every way tests and benchmarks start a service goes through this.
     /// </summary>
-    public static async Task<Dictionary<string, string?>> ServiceDatabaseSettingsAsync(string ownerConnectionString)
+    public static async Task<Dictionary<string, string?>> AsAppRoleAsync(IEnumerable<KeyValuePair<string, string?>> settings)
     {
-        await EnsureAppRoleAsync();
-        return new()
+        var all = new Dictionary<string, string?>(settings);
+        if (all.TryGetValue("ConnectionStrings:Postgres", out var owner) && owner is not null && !all.ContainsKey("ConnectionStrings:PostgresMigrations"))
         {
-            ["ConnectionStrings:Postgres"] = AppConnectionString(ownerConnectionString),
-            ["ConnectionStrings:PostgresMigrations"] = ownerConnectionString,
-        };
+            await EnsureAppRoleAsync();
+            all["ConnectionStrings:Postgres"] = AppConnectionString(owner);
+            all["ConnectionStrings:PostgresMigrations"] = owner;
+        }
+        return all;
     }
 
     public static string AppConnectionString(string ownerConnectionString) =>
