@@ -19,7 +19,10 @@ public sealed record ContactUpserted(
     IReadOnlyList<string> Tags,
     string AttributesJson,
     bool Suppressed,
-    DateTimeOffset OccurredAt);
+    DateTimeOffset OccurredAt,
+    // Added later: null from publishers that predate them (consumers then keep what they know).
+    DateTimeOffset? CreatedAt = null,
+    int? PushTokens = null);
 
 /// <summary>Channel: email, sms, push, kakao. Purpose: marketing, transactional, marketing_night. Status: opted_in, opted_out.</summary>
 public sealed record ConsentChanged(
@@ -44,7 +47,12 @@ public sealed record RecordedOrder(
     decimal Total,
     string Status,
     IReadOnlyList<string> Skus,
-    IReadOnlyList<string> Categories);
+    IReadOnlyList<string> Categories,
+    // Added later: the order's lines, null from publishers that predate them.
+    IReadOnlyList<RecordedLine>? Lines = null);
+
+/// <summary>One line of an order: Amount is quantity × unit price in the order's currency.</summary>
+public sealed record RecordedLine(string Sku, string? Category, decimal Quantity, decimal Amount);
 
 public sealed record EngagementRecorded(string TenantId, IReadOnlyList<RecordedEngagement> Events);
 
@@ -56,4 +64,6 @@ public sealed record RecordedEngagement(
     string? Channel,
     string? MessageId,
     string? CampaignId,
-    DateTimeOffset OccurredAt);
+    DateTimeOffset OccurredAt,
+    // Added later: the event's properties as a JSON object, null from publishers that predate it.
+    string? PropertiesJson = null);

@@ -7,6 +7,7 @@ using Crm.Delivery.Security;
 using Crm.Delivery.Tests.Infrastructure;
 using Crm.Delivery.V1;
 using Crm.Fakes.Twilio;
+using Crm.TestSupport;
 using Grpc.Core;
 using Microsoft.Extensions.DependencyInjection;
 

@@ -12,8 +12,12 @@ public static class MessagingExtensions
     /// kebab-case endpoints on durable quorum queues, publisher confirms, and the outbox relay.
     /// Retry policies are set per consumer, in its definition class.
     /// </summary>
+    /// <param name="endpointPrefix">
+    /// Prefixes the service's queue names (e.g. "segmentation" gives "segmentation-contact-upserted"), so that
+    /// two services projecting the same event each get every copy instead of competing for one queue.
+    /// </param>
     public static IServiceCollection AddCrmMessaging(this IServiceCollection services, IConfiguration configuration,
-        Action<IBusRegistrationConfigurator>? configure = null)
+        Action<IBusRegistrationConfigurator>? configure = null, string? endpointPrefix = null)
     {
         var uri = configuration.GetConnectionString("RabbitMq");
         if (string.IsNullOrWhiteSpace(uri))
@@ -21,7 +25,8 @@ public static class MessagingExtensions
 
         services.AddMassTransit(x =>
         {
-            x.SetKebabCaseEndpointNameFormatter();
+            if (endpointPrefix is null) x.SetKebabCaseEndpointNameFormatter();
+            else x.SetEndpointNameFormatter(new KebabCaseEndpointNameFormatter(endpointPrefix, false));
             // MassTransit 8.4+ reports anonymous usage to its vendor by default: a platform that holds
             // customers' data makes no calls it was not asked to make.
             x.ConfigureUsageTelemetryOptions(o => o.Enabled = false);

@@ -13,18 +13,6 @@ using StackExchange.Redis;
 
 namespace Crm.Delivery.Tests.Infrastructure;
 
-/// <summary>A clock that runs in real time from a moment the test chooses (timers stay real).</summary>
-public sealed class ShiftedClock : TimeProvider
-{
-    private TimeSpan _offset;
-
-    public void Set(DateTimeOffset now) => _offset = now - DateTimeOffset.UtcNow;
-
-    public void Advance(TimeSpan by) => _offset += by;
-
-    public override DateTimeOffset GetUtcNow() => DateTimeOffset.UtcNow + _offset;
-}
-
 /// <summary>
 /// A Delivery service of its own: database, RabbitMQ virtual host, Redis key prefix, loopback Twilio
 /// and SMTP fakes, and a bus to publish Contacts' events the way Contacts would.

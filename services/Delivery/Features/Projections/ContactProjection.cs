@@ -86,11 +86,3 @@ public sealed class ContactErasedConsumer(TenantDb db, TenantPolicies policies, 
         await caps.ForgetAsync(await policies.GetAsync(e.TenantId, ct), e.ContactId);
     }
 }
-
-/// <summary>Retries per consumer: a projection write that hits a transient database error is tried again.</summary>
-public sealed class ProjectionConsumerDefinition<T> : ConsumerDefinition<T> where T : class, IConsumer
-{
-    protected override void ConfigureConsumer(IReceiveEndpointConfigurator endpointConfigurator, IConsumerConfigurator<T> consumerConfigurator,
-        IRegistrationContext context) =>
-        endpointConfigurator.UseMessageRetry(r => r.Exponential(5, TimeSpan.FromMilliseconds(100), TimeSpan.FromSeconds(5), TimeSpan.FromMilliseconds(200)));
-}

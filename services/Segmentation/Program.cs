@@ -1,0 +1,5 @@
+using Crm.BuildingBlocks.Hosting;
+using Crm.Segmentation;
+
+var app = SegmentationModule.Build(args);
+return await app.RunOrMigrateAsync(args);
