@@ -15,6 +15,8 @@ public static class Scope
     public const string DeliveryRead = "delivery.read";
     public const string DeliverySend = "delivery.send";
     public const string DeliveryAdmin = "delivery.admin";
+    public const string SegmentsRead = "segments.read";
+    public const string SegmentsWrite = "segments.write";
     /// <summary>The gateway's own: resolve any workspace's API key. Not included in "*".</summary>
     public const string ApiKeysVerify = "apikeys.verify";
 }
