@@ -86,8 +86,19 @@ public sealed class ServiceProcess(Process process, Uri grpcAddress) : IDisposab
     /// <summary>CPU seconds of all PostgreSQL server processes.</summary>
     public static double PostgresCpuSeconds() => CpuOfCommand("postgres");
 
+    /// <summary>
+    /// CPU seconds of the PostgreSQL backends connected to one database (their process title names it): on a
+    /// server shared with other work, what this benchmark's statements cost, without the others' load.
+    /// </summary>
+    public static double PostgresCpuSeconds(string database) => CpuOfProcesses(pid =>
+        File.ReadAllText($"/proc/{pid}/comm").Trim() == "postgres"
+        && File.ReadAllText($"/proc/{pid}/cmdline").Replace('\0', ' ').Split(' ', StringSplitOptions.RemoveEmptyEntries) is ["postgres:", _, var db, ..]
+        && db == database);
+
     /// <summary>CPU seconds of all processes with that command name.</summary>
-    public static double CpuOfCommand(string command)
+    public static double CpuOfCommand(string command) => CpuOfProcesses(pid => File.ReadAllText($"/proc/{pid}/comm").Trim() == command);
+
+    private static double CpuOfProcesses(Func<int, bool> matches)
     {
         double total = 0;
         foreach (var dir in Directory.EnumerateDirectories("/proc"))
@@ -95,7 +106,7 @@ public sealed class ServiceProcess(Process process, Uri grpcAddress) : IDisposab
             if (!int.TryParse(Path.GetFileName(dir), out var pid)) continue;
             try
             {
-                if (File.ReadAllText($"/proc/{pid}/comm").Trim() == command) total += CpuOf(pid);
+                if (matches(pid)) total += CpuOf(pid);
             }
             catch (IOException) { }
             catch (UnauthorizedAccessException) { }

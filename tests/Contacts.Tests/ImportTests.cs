@@ -290,6 +290,23 @@ public sealed class ImportTests(ContactsFixture fx)
     }
 
     [Fact]
+    public async Task Should_skip_the_orders_recorded_before_when_their_ids_straddle_many_others()
+    {
+        // O5 and O15 span (in byte order) O15…O19, O2, O20, O3…O5: more recorded orders than the batch has
+        // ids, so they are probed one by one rather than through the range; only O150 is new.
+        var t = ContactsFixture.NewTenant();
+        static string File(IEnumerable<string> orders) => "order,customer,when,sku,qty,price\n" +
+            string.Concat(orders.Select(o => $"{o},cust-{o},2026-01-05T10:00:00Z,s,1,1\n"));
+        var mapping = new TransactionColumns { OrderId = "order", CustomerId = "customer", OccurredAt = "when", Sku = "sku", Quantity = "qty", UnitPrice = "price", FixedCurrency = "KRW" };
+
+        var first = await Imports.TransactionsAsync(fx.Client, fx.As(t), File(Enumerable.Range(1, 20).Select(i => $"O{i}")), mapping);
+        Assert.Equal(20L, first.OrdersCreated);
+        var second = await Imports.TransactionsAsync(fx.Client, fx.As(t), File(["O5", "O150", "O15"]), mapping);
+        Assert.Equal(ImportStatus.Completed, second.Status);
+        Assert.Equal((1L, 1L), (second.OrdersCreated, second.ContactsCreated));
+    }
+
+    [Fact]
     public async Task Should_name_the_mapping_field_when_a_column_is_missing()
     {
         var t = ContactsFixture.NewTenant();

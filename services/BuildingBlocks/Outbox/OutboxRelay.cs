@@ -29,6 +29,24 @@ public sealed class OutboxOptions
     public TimeSpan RetainFor { get; set; } = TimeSpan.FromDays(7);
     public TimeSpan CleanupInterval { get; set; } = TimeSpan.FromMinutes(10);
     public int CleanupBatchSize { get; set; } = 1000;
+
+    /// <summary>
+    /// Test-only: where the relay stops with its first batch, holding it claimed, until the process ends — so a
+    /// fault test can kill it at exactly that point (see <see cref="OutboxPause"/>). Off in production.
+    /// </summary>
+    public OutboxPause PauseAt { get; set; } = OutboxPause.None;
+}
+
+/// <summary>The points in a batch's life where a fault test can stop the relay (<see cref="OutboxOptions.PauseAt"/>).</summary>
+public enum OutboxPause
+{
+    None,
+
+    /// <summary>The batch is read and locked, nothing of it published or marked: the moment between commit and publish.</summary>
+    AfterClaim,
+
+    /// <summary>Every message of the batch published and confirmed by the broker, none marked published yet.</summary>
+    AfterPublish,
 }
 
 /// <summary>
@@ -85,6 +103,7 @@ public sealed class OutboxRelay(NpgsqlDataSource dataSource, IBus bus, OutboxOpt
             FOR UPDATE SKIP LOCKED
             """, new { options.BatchSize }, tx, cancellationToken: ct))).AsList();
         if (rows.Count == 0) return 0;
+        if (options.PauseAt == OutboxPause.AfterClaim) await PauseAsync(OutboxPause.AfterClaim, rows.Count, ct);
 
         var publishes = new List<Task>(rows.Count);
         foreach (var row in rows)
@@ -102,12 +121,23 @@ public sealed class OutboxRelay(NpgsqlDataSource dataSource, IBus bus, OutboxOpt
         }
         // Given up (the rows stay unpublished, the transaction rolls back) rather than waited for forever.
         await Task.WhenAll(publishes).WaitAsync(options.PublishTimeout, ct);
+        if (options.PauseAt == OutboxPause.AfterPublish) await PauseAsync(OutboxPause.AfterPublish, rows.Count, ct);
 
         await conn.ExecuteAsync(new CommandDefinition(
             "UPDATE outbox_messages SET published_at = now() WHERE id = ANY(@ids)",
             new { ids = rows.Select(r => r.Id).ToArray() }, tx, cancellationToken: ct));
         await tx.CommitAsync(ct);
         return rows.Count;
+    }
+
+    /// <summary>
+    /// Stops here, inside the batch's transaction, until the service stops (the transaction then rolls back).
+    /// The log line is what a fault test waits for before it kills the process.
+    /// </summary>
+    private async Task PauseAsync(OutboxPause point, int count, CancellationToken ct)
+    {
+        logger.LogWarning("Outbox relay paused {Point} with {Count} messages (Outbox:PauseAt)", point, count);
+        await Task.Delay(Timeout.Infinite, ct);
     }
 
     private sealed record OutboxRow(long Id, Guid MessageId, string MessageType, string Payload);

@@ -102,11 +102,43 @@ public sealed class DeliveryRig : IAsyncDisposable
         foreach (var (k, v) in overrides ?? new Dictionary<string, string?>()) settings[k] = v;
         var previous = _starts++ == 0 ? null : Delivery;
         if (previous is not null) await previous.DisposeAsync();
+        var log = Path.Combine(_logs, "delivery.log");
+        _logStart = File.Exists(log) ? new FileInfo(log).Length : 0;
         Delivery = ServiceProcess.Launch(ServiceProcess.ServiceDll("Delivery", "Crm.Delivery"), settings,
             Path.Combine(_logs, "delivery.log"), previous?.GrpcPort ?? 0, previous?.HttpPort ?? 0);
     }
 
     public DeliveryService.DeliveryServiceClient Client => new(Delivery.Channel);
+
+    /// <summary>Where the running Delivery's output begins in the log file (earlier runs' lines come before).</summary>
+    private long _logStart;
+
+    /// <summary>Waits until the running Delivery process has written <paramref name="text"/> to its log.</summary>
+    public async Task WaitForDeliveryLogAsync(string text, CancellationToken ct)
+    {
+        var log = Path.Combine(_logs, "delivery.log");
+        while (true)
+        {
+            await using (var file = new FileStream(log, FileMode.Open, FileAccess.Read, FileShare.ReadWrite))
+            {
+                file.Seek(_logStart, SeekOrigin.Begin);
+                if ((await new StreamReader(file).ReadToEndAsync(ct)).Contains(text, StringComparison.Ordinal)) return;
+            }
+            if (Delivery.HasExited) throw new InvalidOperationException($"Delivery exited before it logged '{text}':\n{DeliveryLog}");
+            await Task.Delay(50, ct);
+        }
+    }
+
+    /// <summary>
+    /// Publishes an outcome event of no message from the test's bus and waits until the test's consumer has it:
+    /// whatever the broker had confirmed before (queued ahead of it) has then been received.
+    /// </summary>
+    public async Task DrainOutcomesAsync(CancellationToken ct)
+    {
+        var sentinel = NewId.NextGuid();
+        await _bus!.Publish(new MessagesSent("faults-sentinel", []), c => c.MessageId = sentinel, ct);
+        await Outcomes.WaitForEventAsync(sentinel, ct);
+    }
 
     /// <summary>The end of Delivery's log, without the reconnection attempts of a broker outage.</summary>
     public string DeliveryLog => string.Join('\n', ServiceProcess.Tail(Path.Combine(_logs, "delivery.log"), 400).Split('\n')
@@ -258,6 +290,7 @@ public sealed class OutcomeLog
 
     public Task Record(Guid? eventId, string kind, IEnumerable<Guid> messageIds)
     {
+        if (eventId is { } sentinel && !messageIds.Any()) _sentinels.TryAdd(sentinel, 0);
         if (eventId is { } id) _deliveries.AddOrUpdate(id, 1, (_, n) => n + 1);
         foreach (var m in messageIds) _byMessage.GetOrAdd(m, _ => new()).AddOrUpdate(kind, 1, (_, n) => n + 1);
         return Task.CompletedTask;
@@ -271,7 +304,17 @@ public sealed class OutcomeLog
     /// <summary>Events that arrived more than once (the bus is at-least-once; consumers dedupe on the event id).</summary>
     public int RedeliveredEvents => _deliveries.Values.Count(n => n > 1);
 
-    public int Events => _deliveries.Count;
+    public int Events => _deliveries.Count - _sentinels.Count;
+
+    /// <summary>How many times each outcome event arrived, by event id (the sentinels of <see cref="DeliveryRig.DrainOutcomesAsync"/> left out).</summary>
+    public IReadOnlyDictionary<Guid, int> Deliveries => _deliveries.Where(d => !_sentinels.ContainsKey(d.Key)).ToDictionary(d => d.Key, d => d.Value);
+
+    private readonly ConcurrentDictionary<Guid, byte> _sentinels = new();
+
+    public async Task WaitForEventAsync(Guid eventId, CancellationToken ct)
+    {
+        while (!_deliveries.ContainsKey(eventId)) await Task.Delay(20, ct);
+    }
 
     public async Task WaitForAsync(IEnumerable<Guid> messageIds, CancellationToken ct)
     {

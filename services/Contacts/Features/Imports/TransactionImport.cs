@@ -282,6 +282,32 @@ public sealed class TransactionImport
         .ToDictionary(k => k.OrderId, k => k.Ours, StringComparer.Ordinal);
 
     /// <summary>
+    /// Which of the batch's order ids the tenant's committed orders hold. A shop's order ids mostly grow, so
+    /// the batch's ids usually span a stretch of the primary key that holds nothing yet: one range scan from
+    /// the smallest to the largest id answers for the whole batch (probing id by id was 6,500 index descents
+    /// a batch, and as `orders` grew under stale statistics the planner turned each into a bitmap scan).
+    /// When the stretch holds more orders than the batch has (ids interleaved with earlier ones), the ids
+    /// are probed one by one. The bounds are taken in the column's collation ("C"), as the index orders them.
+    /// </summary>
+    private async Task<IEnumerable<string>> RecordedBeforeAsync(NpgsqlConnection conn, string[] ids, CancellationToken ct)
+    {
+        var limit = ids.Length + 1;
+        var inRange = (await conn.QueryAsync<string>(new CommandDefinition("""
+            SELECT order_id FROM orders
+            WHERE tenant_id = @tenant
+              AND order_id >= (SELECT min(i COLLATE "C") FROM unnest(@ids) AS i)
+              AND order_id <= (SELECT max(i COLLATE "C") FROM unnest(@ids) AS i)
+            LIMIT @limit
+            """, new { tenant = _run.Tenant, ids, limit }, cancellationToken: ct))).AsList();
+        if (inRange.Count < limit)
+        {
+            var batch = ids.ToHashSet(StringComparer.Ordinal);
+            return inRange.Where(batch.Contains);
+        }
+        return (await ProbeOrdersAsync(conn, null, ids, ct)).Keys;
+    }
+
+    /// <summary>
     /// Stage 2: which of each batch's orders were recorded before this import (skipped), and the
     /// contact of every customer of the others, created when the customer is new.
     /// Customers already resolved by this import are remembered (a bounded map), so later batches
@@ -307,7 +333,7 @@ public sealed class TransactionImport
                 batch.Orders.AddRange(orders.Values);
                 // Recorded before this import began (committed, so visible here): skipped, and their
                 // customers left alone.
-                foreach (var orderId in (await ProbeOrdersAsync(conn, null, [.. orders.Keys], ct)).Keys)
+                foreach (var orderId in await RecordedBeforeAsync(conn, [.. orders.Keys], ct))
                     orders[orderId].RecordedBefore = true;
 
                 long created = 0;
