@@ -1,9 +1,12 @@
+using Crm.BuildingBlocks.Data;
 using Crm.BuildingBlocks.Tenancy;
 using Crm.Contracts.Contacts;
 using Crm.Contracts.Segmentation;
+using Crm.Segmentation.Features.Tiers;
 using Crm.Segmentation.Tests.Infrastructure;
 using Crm.Segmentation.V1;
 using Grpc.Core;
+using Npgsql;
 
 namespace Crm.Segmentation.Tests;
 
@@ -95,6 +98,15 @@ public sealed class TierTests(SegmentationFixture fx)
         Assert.Equal(1L, await fx.QueryScalarAsync<long>(
             "SELECT count(*) FROM contact_tiers WHERE tenant_id = @tenant AND contact_id = @once AND tier IS NULL AND value = 1", new { tenant, once }));
         Assert.Equal(365, (await fx.Client.GetTiersAsync(new GetTiersRequest(), fx.As(tenant, Scope.SegmentsRead))).WindowDays);
+
+        // What ListContactSegments shows of a contact's tier.
+        await using var data = NpgsqlDataSource.Create(fx.ConnectionString);
+        await using var scope = await new TenantDb(data).BeginAsync(tenant);
+        var tier = await TierEngine.GetContactTierAsync(scope, regular, CancellationToken.None);
+        Assert.Equal(("regular", 3.0, "3 completed orders in the last 365 days; regular starts at 2"), (tier!.Tier, tier.Value, tier.Why));
+        var below = await TierEngine.GetContactTierAsync(scope, once, CancellationToken.None);
+        Assert.Equal(("", "1 completed order in the last 365 days, below the lowest tier (regular from 2)"), (below!.Tier, below.Why));
+        Assert.Null(await TierEngine.GetContactTierAsync(scope, Guid.NewGuid(), CancellationToken.None));
     }
 
     [Fact]

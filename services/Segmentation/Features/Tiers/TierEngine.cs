@@ -102,7 +102,7 @@ public sealed class TierEngine(TimeProvider time) : IContactRefresher
         if (settings is null || r is null) return null;
         var measured = settings.Measure == "spend"
             ? $"spent {r.Value.ToString("0.##", CultureInfo.InvariantCulture)}"
-            : $"{r.Value.ToString("0", CultureInfo.InvariantCulture)} completed orders";
+            : $"{r.Value.ToString("0", CultureInfo.InvariantCulture)} completed order{(r.Value == 1 ? "" : "s")}";
         var i = r.Tier is null ? -1 : Array.IndexOf(settings.Names, r.Tier);
         var why = $"{measured} in the last {settings.WindowDays} days" + (i < 0
             ? $", below the lowest tier ({settings.Names.FirstOrDefault()} from {settings.MinValues.FirstOrDefault().ToString(CultureInfo.InvariantCulture)})"
