@@ -571,8 +571,8 @@ public static class SegmentationData
         }
     }
 
-    /// <summary>A few thousand products in 40 categories; a few sell far more often than the rest.</summary>
-    private sealed class Catalogue
+    /// <summary>A few thousand products in 40 categories; a few sell far more often than the rest (also the projection bench's).</summary>
+    internal sealed class Catalogue
     {
         public readonly string[] Skus;
         public readonly string[] Categories;

@@ -114,30 +114,90 @@ public sealed class TransactionsRecordedConsumer(TenantDb db) : IConsumer<Transa
     }
 }
 
-/// <summary>Writes orders into the projection (one row each, lines as parallel arrays) and marks their contacts dirty.</summary>
+/// <summary>
+/// Writes orders into the projection (one row each, lines as parallel arrays) and marks their contacts dirty:
+/// one statement per event. The lines travel flattened — every order's skus, categories and amounts in three
+/// arrays, each order naming its slice — rather than as a JSON document per order parsed three times.
+/// Contacts already known are not touched (an ON CONFLICT DO UPDATE whose WHERE fails still locks the
+/// row): only new ones, and ones known only from orders that this event dates earlier, are written.
+///
+/// Where the time goes (PostgreSQL CPU, 20,000 orders of 1–4 lines in events of 500 onto the bench's
+/// 10,000,000, as crm_app): about 0.6 s inserting the order rows with their indexes (binary COPY of the
+/// same rows: 0.3–0.5 s), 0.3–0.4 s building the line arrays, 0.3–0.5 s finding which contacts are new,
+/// 0.4–0.5 s the dirty marks. The JSON version measured the same in total (1.5–2.4 s against 1.6–2.3 s).
+/// </summary>
 public static class OrderProjection
 {
     public static Task ApplyAsync(TenantTransaction scope, string tenant, IReadOnlyList<RecordedOrder> orders, CancellationToken ct)
     {
         var n = orders.Count;
-        var lines = new string[n];
-        for (var i = 0; i < n; i++) lines[i] = LinesJson(orders[i]);
+        var contactIds = new Guid[n];
+        var orderIds = new string[n];
+        var occurredAts = new DateTime[n];
+        var currencies = new string[n];
+        var totals = new decimal[n];
+        var statuses = new string[n];
+        var skuFrom = new int[n];
+        var skuTo = new int[n];
+        var categoryFrom = new int[n];
+        var categoryTo = new int[n];
+        var hasLines = new bool[n];
+        var skus = new List<string>(n * 2);
+        var categories = new List<string>(n * 2);
+        var amounts = new List<decimal>(n * 2);
+        for (var i = 0; i < n; i++)
+        {
+            var o = orders[i];
+            contactIds[i] = o.ContactId!.Value;
+            orderIds[i] = o.OrderId;
+            occurredAts[i] = o.OccurredAt.UtcDateTime;
+            currencies[i] = o.Currency;
+            totals[i] = o.Total;
+            statuses[i] = o.Status;
+            // 1-based inclusive slices (an empty one is [k+1:k]).
+            skuFrom[i] = skus.Count + 1;
+            categoryFrom[i] = categories.Count + 1;
+            if (o.Lines is { } lines)
+            {
+                // One entry per line and its amount; categories of the lines that have one.
+                hasLines[i] = true;
+                foreach (var l in lines)
+                {
+                    skus.Add(l.Sku);
+                    amounts.Add(l.Amount);
+                    if (l.Category is not null) categories.Add(l.Category);
+                }
+            }
+            else
+            {
+                // Events from before lines were published: the order's distinct skus and categories, no amounts.
+                skus.AddRange(o.Skus);
+                categories.AddRange(o.Categories);
+                for (var k = 0; k < o.Skus.Count; k++) amounts.Add(0m); // keeps amounts aligned with skus; not stored
+            }
+            skuTo[i] = skus.Count;
+            categoryTo[i] = categories.Count;
+        }
         return scope.Connection.ExecuteAsync(new CommandDefinition("""
             WITH o AS (
-                SELECT * FROM unnest(@contactIds, @orderIds, @occurredAts, @currencies, @totals, @statuses, @lines)
-                    AS o(contact_id, order_id, occurred_at, currency, total, status, lines)
+                SELECT * FROM unnest(@contactIds, @orderIds, @occurredAts, @currencies, @totals, @statuses,
+                                     @skuFrom, @skuTo, @categoryFrom, @categoryTo, @hasLines)
+                    AS o(contact_id, order_id, occurred_at, currency, total, status, sku_from, sku_to, category_from, category_to, has_lines)
                 WHERE NOT EXISTS (SELECT 1 FROM erased_contacts x WHERE x.tenant_id = @tenant AND x.contact_id = o.contact_id)
+            ), first_seen AS (
+                SELECT contact_id, min(occurred_at) AS created_at FROM o GROUP BY contact_id
             ), contacts_seen AS (
                 INSERT INTO contacts (tenant_id, contact_id, created_at)
-                SELECT @tenant, contact_id, min(occurred_at) FROM o GROUP BY contact_id
+                SELECT @tenant, f.contact_id, f.created_at FROM first_seen f
+                WHERE NOT EXISTS (SELECT 1 FROM contacts c WHERE c.tenant_id = @tenant AND c.contact_id = f.contact_id
+                                  AND (c.version_at <> '-infinity' OR c.created_at <= f.created_at))
                 ON CONFLICT (tenant_id, contact_id) DO UPDATE SET created_at = least(contacts.created_at, excluded.created_at)
                 WHERE contacts.version_at = '-infinity' AND contacts.created_at > excluded.created_at
             ), written AS (
                 INSERT INTO orders (tenant_id, order_id, contact_id, occurred_at, currency, total, status, skus, categories, amounts)
                 SELECT @tenant, o.order_id, o.contact_id, o.occurred_at, o.currency, o.total, o.status,
-                       ARRAY(SELECT l->>0 FROM jsonb_array_elements(o.lines::jsonb->'l') l),
-                       ARRAY(SELECT l->>1 FROM jsonb_array_elements(o.lines::jsonb->'l') l WHERE l->>1 IS NOT NULL),
-                       CASE WHEN o.lines::jsonb ? 'a' THEN ARRAY(SELECT (a)::numeric FROM jsonb_array_elements_text(o.lines::jsonb->'a') a) END
+                       @skus[o.sku_from:o.sku_to], @categories[o.category_from:o.category_to],
+                       CASE WHEN o.has_lines THEN @amounts[o.sku_from:o.sku_to] END
                 FROM o
                 ON CONFLICT (tenant_id, order_id) DO UPDATE SET
                     contact_id = excluded.contact_id, occurred_at = excluded.occurred_at, currency = excluded.currency,
@@ -150,53 +210,9 @@ public static class OrderProjection
             ON CONFLICT (tenant_id, contact_id) DO UPDATE SET marked_at = now()
             """, new
         {
-            tenant,
-            contactIds = orders.Select(o => o.ContactId!.Value).ToArray(),
-            orderIds = orders.Select(o => o.OrderId).ToArray(),
-            occurredAts = orders.Select(o => o.OccurredAt.UtcDateTime).ToArray(),
-            currencies = orders.Select(o => o.Currency).ToArray(),
-            totals = orders.Select(o => o.Total).ToArray(),
-            statuses = orders.Select(o => o.Status).ToArray(),
-            lines,
+            tenant, contactIds, orderIds, occurredAts, currencies, totals, statuses, skuFrom, skuTo, categoryFrom, categoryTo, hasLines,
+            skus = skus.ToArray(), categories = categories.ToArray(), amounts = amounts.ToArray(),
         }, scope.Transaction, cancellationToken: ct));
-    }
-
-    /// <summary>
-    /// {"l": [[sku, category], ...], "a": [amount, ...]}: with lines, one entry per line and its amount; without,
-    /// the order's distinct skus and categories (as older events carry them) and no amounts.
-    /// </summary>
-    private static string LinesJson(RecordedOrder o)
-    {
-        var buffer = new System.Buffers.ArrayBufferWriter<byte>();
-        using (var w = new System.Text.Json.Utf8JsonWriter(buffer))
-        {
-            w.WriteStartObject();
-            w.WriteStartArray("l");
-            if (o.Lines is { } lines)
-            {
-                foreach (var l in lines) { w.WriteStartArray(); w.WriteStringValue(l.Sku); w.WriteStringValue(l.Category); w.WriteEndArray(); }
-            }
-            else
-            {
-                var n = Math.Max(o.Skus.Count, o.Categories.Count);
-                for (var i = 0; i < n; i++)
-                {
-                    w.WriteStartArray();
-                    w.WriteStringValue(i < o.Skus.Count ? o.Skus[i] : null);
-                    w.WriteStringValue(i < o.Categories.Count ? o.Categories[i] : null);
-                    w.WriteEndArray();
-                }
-            }
-            w.WriteEndArray();
-            if (o.Lines is { } withAmounts)
-            {
-                w.WriteStartArray("a");
-                foreach (var l in withAmounts) w.WriteNumberValue(l.Amount);
-                w.WriteEndArray();
-            }
-            w.WriteEndObject();
-        }
-        return System.Text.Encoding.UTF8.GetString(buffer.WrittenSpan);
     }
 }
 
