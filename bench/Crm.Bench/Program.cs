@@ -6,6 +6,7 @@ var env = BenchEnvironment.FromEnvironment();
 if (which is "all" or "import") await ImportBench.RunAsync(env, rows: args.Length > 1 ? int.Parse(args[1], System.Globalization.CultureInfo.InvariantCulture) : 1_000_000);
 if (which is "all" or "caps") await CapsBench.RunAsync(env);
 if (which is "all" or "pipeline") await PipelineBench.RunAsync(env);
+if (which is "all" or "webhooks") await WebhookBench.RunAsync(env);
 if (which is "all" or "segment-count") await SegmentCountBench.RunAsync(env);
 if (which is "all" or "segment-projection") await SegmentProjectionBench.RunAsync(env);
 if (which == "segmentation-data")

@@ -12,6 +12,7 @@ using Crm.Delivery.Features.Messages;
 using Crm.Delivery.Features.Policies;
 using Crm.Delivery.Features.Projections;
 using Crm.Delivery.Features.Receipts;
+using Crm.Delivery.Features.Webhooks;
 using Crm.Delivery.Pipeline;
 using Crm.Delivery.Security;
 using MassTransit;
@@ -58,6 +59,8 @@ public static class DeliveryModule
         services.AddHttpClient<ISmsSender, TwilioSmsSender>(c => c.Timeout = Timeout.InfiniteTimeSpan) // timeouts per attempt, in the sender
             .ConfigurePrimaryHttpMessageHandler(sp => sp.GetRequiredService<OutboundGuard>().CreateHttpHandler());
         services.AddSingleton<IEmailSender, SmtpEmailSender>();
+        services.AddHttpClient(WebhookDispatcher.HttpClientName, c => c.Timeout = Timeout.InfiniteTimeSpan) // per attempt, in the dispatcher
+            .ConfigurePrimaryHttpMessageHandler(sp => sp.GetRequiredService<OutboundGuard>().CreateHttpHandler());
 
         services.AddSingleton<TenantPolicies>();
         services.AddSingleton<FrequencyCaps>();
@@ -68,6 +71,9 @@ public static class DeliveryModule
         services.AddHostedService(sp => sp.GetRequiredService<DeferredMessages>());
         services.AddSingleton<StrandedMessages>();
         services.AddHostedService(sp => sp.GetRequiredService<StrandedMessages>());
+        services.AddSingleton(sp => ActivatorUtilities.CreateInstance<WebhookDispatcher>(sp,
+            sp.GetRequiredService<IHttpClientFactory>().CreateClient(WebhookDispatcher.HttpClientName)));
+        services.AddHostedService(sp => sp.GetRequiredService<WebhookDispatcher>());
 
         var app = builder.Build();
         app.MapServiceDefaults();

@@ -1,4 +1,5 @@
 using Crm.Delivery.Channels;
+using Crm.Delivery.Features.Webhooks;
 using Microsoft.Extensions.Options;
 
 namespace Crm.Delivery;
@@ -67,6 +68,9 @@ public sealed class DeliveryOptions
 
     /// <summary>The senders' in-call retries (Delivery:Retry).</summary>
     public RetryOptions Retry { get; set; } = new();
+
+    /// <summary>Customer webhooks' dispatcher (Delivery:Webhooks).</summary>
+    public WebhookOptions Webhooks { get; set; } = new();
 }
 
 /// <summary>Checked at start-up (ValidateOnStart): a missing key or a malformed setting stops the service, naming the setting.</summary>
@@ -98,6 +102,13 @@ public sealed class DeliveryOptionsValidator : IValidateOptions<DeliveryOptions>
         Check(r.MaxDelay >= r.BaseDelay, "Retry:MaxDelay", "must not be shorter than Retry:BaseDelay");
         Check(r.MaxRetryAfter >= TimeSpan.Zero, "Retry:MaxRetryAfter", "must not be negative");
         Check(r.RequestTimeout > TimeSpan.Zero || r.RequestTimeout == Timeout.InfiniteTimeSpan, "Retry:RequestTimeout", "must be positive");
+        var w = o.Webhooks;
+        Check(w.Schedule.All(d => d > TimeSpan.Zero), "Webhooks:RetrySchedule", "must hold positive durations");
+        Check(w.RequestTimeout > TimeSpan.Zero, "Webhooks:RequestTimeout", "must be positive");
+        Check(w.MaxRetryAfter >= TimeSpan.Zero, "Webhooks:MaxRetryAfter", "must not be negative");
+        Check(w.PollInterval > TimeSpan.Zero, "Webhooks:PollInterval", "must be positive");
+        Check(w.BatchSize >= 1, "Webhooks:BatchSize", "must be at least 1");
+        Check(w.Concurrency >= 1, "Webhooks:Concurrency", "must be at least 1");
         return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
     }
 

@@ -4,6 +4,7 @@ using Crm.BuildingBlocks.Outbox;
 using Crm.Contracts.Delivery;
 using Crm.Delivery.Channels;
 using Crm.Delivery.Features.Messages;
+using Crm.Delivery.Features.Webhooks;
 using Dapper;
 using Npgsql;
 
@@ -124,6 +125,9 @@ internal sealed class Outcomes(string tenant, TimeProvider clock)
         if (sent.Count > 0) await Outbox.EnqueueAsync(conn, tx, new MessagesSent(Tenant, sent));
         if (suppressed.Count > 0) await Outbox.EnqueueAsync(conn, tx, new MessagesSuppressed(Tenant, suppressed));
         if (failed.Count > 0) await Outbox.EnqueueAsync(conn, tx, new MessagesFailed(Tenant, failed));
+        // The workspace's webhooks, in the same transaction as the outcomes they announce.
+        await WebhookEvents.EnqueueAsync(conn, tx, Tenant,
+            [.. sent.Select(WebhookEvents.Of), .. suppressed.Select(WebhookEvents.Of), .. failed.Select(WebhookEvents.Of)], now);
         await Outbox.EnqueueManyAsync(conn, tx, unreachable.Select(o => new ChannelUnreachable(Tenant, o.Message.ContactId, o.Message.Channel, o.Reason, now)));
         await tx.CommitAsync(ct);
     }

@@ -69,6 +69,12 @@ public sealed class DeliveryFixture : IAsyncLifetime
             ["Delivery:Retry:MaxDelay"] = "00:00:00.200",
             ["Delivery:Retry:RequestTimeout"] = "00:00:02",
             ["Outbox:PollInterval"] = "00:00:00.200",
+            // Customer webhooks: the retry schedule in fractions of a second (four attempts in all), a quick poll.
+            ["Delivery:Webhooks:PollInterval"] = "00:00:00.050",
+            ["Delivery:Webhooks:RetrySchedule:0"] = "00:00:00.200",
+            ["Delivery:Webhooks:RetrySchedule:1"] = "00:00:00.400",
+            ["Delivery:Webhooks:RetrySchedule:2"] = "00:00:00.800",
+            ["Delivery:Webhooks:RequestTimeout"] = "00:00:05",
         };
         foreach (var (key, value) in overrides ?? new Dictionary<string, string?>()) settings[key] = value;
         var host = await ServiceHost.StartAsync(
