@@ -94,7 +94,9 @@ public sealed class ContactErasedConsumer(TenantDb db) : IConsumer<ContactErased
 /// </summary>
 public static class ErasureHooks
 {
-    public const string Sql = "";
+    public const string Sql = """
+        DELETE FROM rfm_scores WHERE tenant_id = @TenantId AND contact_id = @ContactId;
+        """;
 }
 
 public sealed class TransactionsRecordedConsumer(TenantDb db) : IConsumer<TransactionsRecorded>
