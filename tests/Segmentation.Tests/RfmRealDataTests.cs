@@ -50,10 +50,10 @@ public sealed class RfmRealDataTests(SegmentationFixture fx)
 
             // Projected, refreshed, and the scores recomputed after the last change.
             await fx.WaitUntilAsync("SELECT count(*) FROM orders WHERE tenant_id = @tenant", new { tenant }, expectedOrders.Count);
-            await WaitScoresSettledAsync(tenant);
+            await fx.WaitScoresSettledAsync(tenant, seconds: 120);
 
             var externalIds = await ExternalIdsAsync(contactsClient, tenant);
-            var stored = await AllScoresAsync(tenant, pageSize: 100);
+            var stored = await fx.AllScoresAsync(tenant, pageSize: 100);
             var asOf = stored[0].AsOf.ToDateTime();
             Assert.All(stored, s => Assert.Equal(asOf, s.AsOf.ToDateTime()));
             Assert.InRange(asOf, AsOf.UtcDateTime, AsOf.UtcDateTime.AddMinutes(5)); // the service's clock, a moment after AsOf
@@ -106,33 +106,6 @@ public sealed class RfmRealDataTests(SegmentationFixture fx)
             Assert.Equal((double)e.AverageOrderValue, s.AverageOrderValue, 1e-9);
             Assert.Equal(e.MedianDays, s.MedianDaysSinceLastOrder, 1e-12);
         }
-    }
-
-    /// <summary>
-    /// Settled: no contact waits for the membership refresh, and the last recompute started after the last
-    /// change the refresh detected (so every order is in the stored scores).
-    /// </summary>
-    private Task WaitScoresSettledAsync(string tenant) =>
-        fx.WaitUntilAsync("""
-            SELECT count(*) FROM rfm_state s
-            WHERE s.tenant_id = @tenant AND s.as_of IS NOT NULL AND s.computed_changes = s.orders_changes
-              AND NOT EXISTS (SELECT 1 FROM dirty_contacts d WHERE d.tenant_id = @tenant)
-            """, new { tenant }, 1, seconds: 120);
-
-    private async Task<List<RfmScore>> AllScoresAsync(string tenant, int pageSize)
-    {
-        var all = new List<RfmScore>();
-        var token = "";
-        do
-        {
-            var page = await fx.Client.ListRfmScoresAsync(new ListRfmScoresRequest { PageSize = pageSize, PageToken = token }, fx.As(tenant, "segments.read"));
-            Assert.True(page.Scores.Count <= pageSize);
-            all.AddRange(page.Scores);
-            token = page.NextPageToken;
-        }
-        while (token.Length > 0);
-        Assert.Equal(all.Count, all.Select(s => s.ContactId).Distinct().Count());
-        return all;
     }
 
     private async Task<Dictionary<string, string>> ExternalIdsAsync(C.ContactsService.ContactsServiceClient client, string tenant)
