@@ -32,6 +32,16 @@ public sealed class TenantDb(NpgsqlDataSource dataSource)
     }
 
     /// <summary>
+    /// A read-only transaction in which every statement sees the same snapshot of <paramref name="tenantId"/>'s rows
+    /// (REPEATABLE READ): a long read in pages, such as an export, stays consistent from its first page to its last.
+    /// </summary>
+    public Task<TenantTransaction> BeginSnapshotAsync(string tenantId, CancellationToken ct = default)
+    {
+        if (!TenantIds.IsValid(tenantId)) throw new ArgumentException($"Invalid tenant id '{tenantId}'.", nameof(tenantId));
+        return StartAsync(tenantId, ct, snapshot: true);
+    }
+
+    /// <summary>
     /// Opens a transaction that sees every tenant's rows. Only for the reads that must (a poller over all
     /// tenants, resolving which tenant a credential or a provider callback belongs to); <paramref name="reason"/>
     /// names it.
@@ -42,14 +52,18 @@ public sealed class TenantDb(NpgsqlDataSource dataSource)
         return StartAsync(AllTenants, ct);
     }
 
-    private async Task<TenantTransaction> StartAsync(string tenant, CancellationToken ct)
+    private async Task<TenantTransaction> StartAsync(string tenant, CancellationToken ct, bool snapshot = false)
     {
         var conn = await dataSource.OpenConnectionAsync(ct);
         try
         {
-            var tx = await conn.BeginTransactionAsync(ct);
+            var tx = snapshot
+                ? await conn.BeginTransactionAsync(System.Data.IsolationLevel.RepeatableRead, ct)
+                : await conn.BeginTransactionAsync(ct);
             // Npgsql sends the BEGIN with this statement: one round trip.
-            await conn.ExecuteAsync(new CommandDefinition("SELECT set_config('crm.tenant', @tenant, true)", new { tenant }, tx, cancellationToken: ct));
+            await conn.ExecuteAsync(new CommandDefinition(
+                snapshot ? "SET TRANSACTION READ ONLY; SELECT set_config('crm.tenant', @tenant, true)" : "SELECT set_config('crm.tenant', @tenant, true)",
+                new { tenant }, tx, cancellationToken: ct));
             return new TenantTransaction(conn, tx, tenant);
         }
         catch
