@@ -7,6 +7,7 @@ if (which is "all" or "import") await ImportBench.RunAsync(env, rows: args.Lengt
 if (which is "all" or "caps") await CapsBench.RunAsync(env);
 if (which is "all" or "pipeline") await PipelineBench.RunAsync(env);
 if (which is "all" or "segment-count") await SegmentCountBench.RunAsync(env);
+if (which is "all" or "rfm") await RfmBench.RunAsync(env);
 if (which == "segmentation-data")
 {
     // Builds (or finds) the cached Segmentation data and makes a copy of it: `segmentation-data [contacts orders]`.

@@ -8,6 +8,7 @@ using Crm.Segmentation.V1;
 using Google.Protobuf;
 using Google.Protobuf.WellKnownTypes;
 using Grpc.Core;
+using Xunit.Abstractions;
 using C = contacts::Crm.Contacts.V1;
 
 namespace Crm.Segmentation.Tests;
@@ -20,7 +21,7 @@ namespace Crm.Segmentation.Tests;
 /// <see cref="RfmByHand"/> computing from the CSV itself.
 /// </summary>
 [Collection(SegmentationCollection.Name)]
-public sealed class RfmRealDataTests(SegmentationFixture fx)
+public sealed class RfmRealDataTests(SegmentationFixture fx, ITestOutputHelper output)
 {
     /// <summary>The day after the last invoice: the window [2009-12-10, 2010-12-10) leaves out the file's first nine days.</summary>
     private static readonly DateTimeOffset AsOf = new(2010, 12, 10, 0, 0, 0, TimeSpan.Zero);
@@ -89,6 +90,10 @@ public sealed class RfmRealDataTests(SegmentationFixture fx)
         var report = await fx.Client.GetRfmReportAsync(new GetRfmReportRequest { AsOf = Timestamp.FromDateTime(asOf), WindowDays = windowDays },
             fx.As(tenant, "segments.read"));
 
+        output.WriteLine(FormattableString.Invariant(
+            $"as of {asOf:yyyy-MM-dd}, {windowDays} days: {report.Customers} customers, {report.Revenue:F2} GBP, top 20% {report.Top20PercentRevenueShare:P1}; breakpoints R {string.Join('/', report.Breakpoints.RecencyDays)} F {string.Join('/', report.Breakpoints.Frequency)} M {string.Join('/', report.Breakpoints.Monetary)}"));
+        foreach (var s in report.Segments)
+            output.WriteLine(FormattableString.Invariant($"  {s.Name}: {s.Contacts} contacts, {s.RevenueShare:P1} of revenue, {s.AverageOrderValue:F2} per order, median {s.MedianDaysSinceLastOrder} days"));
         Assert.Equal(asOf, report.AsOf.ToDateTime());
         Assert.Equal(windowDays, report.WindowDays);
         Assert.Equal(expected.Customers, report.Customers);

@@ -16,7 +16,7 @@ CREATE TABLE rfm_scores (
     m             int           NOT NULL,
     segment       text          NOT NULL,   -- the named segment (the tenant's table, first match), else 'Others'
     as_of         timestamptz   NOT NULL,   -- the window is [as_of - window_days, as_of)
-    last_order_at timestamptz   NOT NULL,   -- the last completed order in the window
+    last_order_at timestamptz,              -- the last completed order in the window (NULL: a row not written by a computation)
     PRIMARY KEY (tenant_id, contact_id)
 ) WITH (fillfactor = 50);
 CREATE INDEX rfm_scores_segment ON rfm_scores (tenant_id, segment, contact_id);

@@ -86,6 +86,7 @@ public sealed class RfmChangeDetector : IContactRefresher
                 )
                 SELECT 1 FROM recorded c FULL JOIN stored s ON s.contact_id = c.contact_id
                 WHERE (c.frequency, c.monetary, c.last_order_at) IS DISTINCT FROM (s.frequency, s.monetary, s.last_order_at)
+                  AND (c.contact_id IS NOT NULL OR s.last_order_at IS NOT NULL) -- a row no computation wrote is not a change of orders
             )
             ON CONFLICT (tenant_id) DO UPDATE SET orders_changes = rfm_state.orders_changes + 1
             """, new { tenant = batch.Tenant, contacts = batch.Contacts }, batch.Scope.Transaction, cancellationToken: ct));
