@@ -9,6 +9,7 @@ if (which is "all" or "pipeline") await PipelineBench.RunAsync(env);
 if (which is "all" or "webhooks") await WebhookBench.RunAsync(env);
 if (which is "all" or "segment-count") await SegmentCountBench.RunAsync(env);
 if (which is "all" or "segment-projection") await SegmentProjectionBench.RunAsync(env);
+if (which is "all" or "rfm") await RfmBench.RunAsync(env);
 if (which == "segmentation-data")
 {
     // Builds (or finds) the cached Segmentation data and makes a copy of it: `segmentation-data [contacts orders]`.

@@ -62,6 +62,7 @@ public sealed class SegmentationFixture : IAsyncLifetime
             ["ConnectionStrings:RabbitMq"] = RabbitMqUri,
             ["Outbox:PollInterval"] = "00:00:00.050",
             ["Segmentation:RefreshInterval"] = "00:00:00.050",
+            ["Segmentation:RfmInterval"] = "00:00:00.200",
         };
         if (_contacts is not null) settings["ConnectionStrings:Contacts"] = _contacts.GrpcAddress.ToString();
         foreach (var (key, value) in overrides ?? new Dictionary<string, string?>()) settings[key] = value;

@@ -95,6 +95,8 @@ public sealed class ContactErasedConsumer(TenantDb db) : IConsumer<ContactErased
 public static class ErasureHooks
 {
     public const string Sql = """
+        SELECT pg_advisory_xact_lock(hashtextextended('rfm:' || @TenantId, 0)); -- waits out a running RFM recompute, which could write the contact's scores again
+        DELETE FROM rfm_scores WHERE tenant_id = @TenantId AND contact_id = @ContactId;
         DELETE FROM lead_scores WHERE tenant_id = @TenantId AND contact_id = @ContactId;
         DELETE FROM contact_tiers WHERE tenant_id = @TenantId AND contact_id = @ContactId;
         """;
