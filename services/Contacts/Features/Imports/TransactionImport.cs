@@ -220,15 +220,12 @@ public sealed class TransactionImport
         foreach (var f in appended)
         {
             var o = await conn.QuerySingleAsync<(Guid? ContactId, string OrderId, DateTime OccurredAt, string Currency, decimal Total, string Status,
-                string[] Skus, string[] Categories)>(new CommandDefinition("""
+                string Lines)>(new CommandDefinition("""
                 UPDATE orders SET lines = (lines::jsonb || @lines::jsonb)::json, total = total + @total
                 WHERE tenant_id = @tenant AND order_id = @orderId
-                RETURNING contact_id, order_id, occurred_at, currency, total, status,
-                    ARRAY(SELECT DISTINCT l.sku FROM order_lines(lines) l) AS skus,
-                    ARRAY(SELECT DISTINCT l.category FROM order_lines(lines) l WHERE l.category IS NOT NULL) AS categories
+                RETURNING contact_id, order_id, occurred_at, currency, total, status, lines::text
                 """, new { tenant = _run.Tenant, orderId = f.OrderId, lines = batch.LinesJsonString(f), total = f.Total }, tx, cancellationToken: ct));
-            appendedEvents.Add(new RecordedOrder(o.ContactId, o.OrderId, new DateTimeOffset(DateTime.SpecifyKind(o.OccurredAt, DateTimeKind.Utc)),
-                o.Currency, o.Total, o.Status, o.Skus, o.Categories));
+            appendedEvents.Add(Transactions.OrderLinesJson.ToRecorded(o.ContactId, o.OrderId, o.OccurredAt, o.Currency, o.Total, o.Status, o.Lines));
         }
         await Outbox.EnqueueManyAsync(conn, tx, appendedEvents.Chunk(OrdersPerEvent).Select(c => new TransactionsRecorded(_run.Tenant, c)));
     }
@@ -472,6 +469,8 @@ public sealed class TransactionImport
         private readonly ArrayBufferWriter<byte> _arena = new(BatchRows * 64);
         private readonly List<(int Start, int Length)> _skus = new(BatchRows);
         private readonly List<(int Start, int Length)> _categories = [];
+        /// <summary>Every item, for the event's lines: where its sku and category (-1: none) sit in the arena, its quantity and amount.</summary>
+        private readonly List<LineRef> _lines = new(BatchRows);
 
         public int Rows { get; set; }
 
@@ -480,6 +479,7 @@ public sealed class TransactionImport
             _arena.ResetWrittenCount();
             _skus.Clear();
             _categories.Clear();
+            _lines.Clear();
             Rows = 0;
             Fragments.Clear();
             Contacts.Clear();
@@ -498,7 +498,7 @@ public sealed class TransactionImport
 
         public Fragment StartFragment(string orderId, string? customerId, DateTime occurredAt, int offset, string currency, string status)
         {
-            var f = new Fragment(orderId, customerId, occurredAt, offset, currency, status, _arena.WrittenCount, _skus.Count, _categories.Count);
+            var f = new Fragment(orderId, customerId, occurredAt, offset, currency, status, _arena.WrittenCount, _skus.Count, _categories.Count, _lines.Count);
             Fragments.Add(f);
             return f;
         }
@@ -525,7 +525,10 @@ public sealed class TransactionImport
             Utf8Writers.Number(_arena, unitPrice, unitPriceText);
             _arena.Write("]"u8);
             f.JsonLength = _arena.WrittenCount - f.JsonStart;
-            f.Total += quantity * unitPrice;
+            var amount = quantity * unitPrice;
+            f.Total += amount;
+            _lines.Add(new LineRef(skuStart, skuLength, category.IsEmpty ? -1 : categoryStart, categoryLength, quantity, amount));
+            f.LineCount++;
             if (!Contains(_skus, f.SkuStart, skuStart, skuLength)) _skus.Add((skuStart, skuLength));
             f.SkuCount = _skus.Count - f.SkuStart;
             if (!category.IsEmpty && !Contains(_categories, f.CategoryStart, categoryStart, categoryLength)) _categories.Add((categoryStart, categoryLength));
@@ -581,6 +584,24 @@ public sealed class TransactionImport
                     w.WriteStartArray("categories"u8);
                     WriteDistinct(w, f, _categories, r => (r.CategoryStart, r.CategoryCount));
                     w.WriteEndArray();
+                    w.WriteStartArray("lines"u8);
+                    for (var run = f; run is not null; run = run.Next)
+                    {
+                        for (var i = run.LineStart; i < run.LineStart + run.LineCount; i++)
+                        {
+                            var l = _lines[i];
+                            w.WriteStartObject();
+                            w.WritePropertyName("sku"u8);
+                            w.WriteRawValue(_arena.WrittenSpan.Slice(l.SkuStart - 1, l.SkuLength + 2), skipInputValidation: true);
+                            w.WritePropertyName("category"u8);
+                            if (l.CategoryStart < 0) w.WriteNullValue();
+                            else w.WriteRawValue(_arena.WrittenSpan.Slice(l.CategoryStart - 1, l.CategoryLength + 2), skipInputValidation: true);
+                            w.WriteNumber("quantity"u8, l.Quantity);
+                            w.WriteNumber("amount"u8, l.Amount);
+                            w.WriteEndObject();
+                        }
+                    }
+                    w.WriteEndArray();
                     w.WriteEndObject();
                 }
                 w.WriteEndArray();
@@ -630,8 +651,10 @@ public sealed class TransactionImport
     }
 
     /// <summary>A run of consecutive rows of one order: its first row's facts, its total, and where its items sit in the batch's arena.</summary>
+    private readonly record struct LineRef(int SkuStart, int SkuLength, int CategoryStart, int CategoryLength, decimal Quantity, decimal Amount);
+
     private sealed class Fragment(string orderId, string? customerId, DateTime occurredAt, int offset, string currency, string status,
-        int jsonStart, int skuStart, int categoryStart)
+        int jsonStart, int skuStart, int categoryStart, int lineStart)
     {
         public string OrderId { get; } = orderId;
         public string? CustomerId { get; } = customerId;
@@ -646,6 +669,8 @@ public sealed class TransactionImport
         public int SkuCount { get; set; }
         public int CategoryStart { get; } = categoryStart;
         public int CategoryCount { get; set; }
+        public int LineStart { get; } = lineStart;
+        public int LineCount { get; set; }
 
         /// <summary>The order was recorded before this import began: it is skipped.</summary>
         public bool RecordedBefore { get; set; }
