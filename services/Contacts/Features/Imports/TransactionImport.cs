@@ -469,8 +469,13 @@ public sealed class TransactionImport
         private readonly ArrayBufferWriter<byte> _arena = new(BatchRows * 64);
         private readonly List<(int Start, int Length)> _skus = new(BatchRows);
         private readonly List<(int Start, int Length)> _categories = [];
-        /// <summary>Every item, for the event's lines: where its sku and category (-1: none) sit in the arena, its quantity and amount.</summary>
-        private readonly List<LineRef> _lines = new(BatchRows);
+        /// <summary>
+        /// The items as TransactionsRecorded's lines ({"sku":…,"category":…,"quantity":…,"amount":…}), written by
+        /// the parser as it reads them, so the writer (which turns orders into events while PostgreSQL ingests them)
+        /// only copies each order's span; fragments keep offsets.
+        /// </summary>
+        private readonly ArrayBufferWriter<byte> _eventLines = new(BatchRows * 48);
+        private readonly ArrayBufferWriter<byte> _scratch = new();
 
         public int Rows { get; set; }
 
@@ -479,7 +484,7 @@ public sealed class TransactionImport
             _arena.ResetWrittenCount();
             _skus.Clear();
             _categories.Clear();
-            _lines.Clear();
+            _eventLines.ResetWrittenCount();
             Rows = 0;
             Fragments.Clear();
             Contacts.Clear();
@@ -498,7 +503,7 @@ public sealed class TransactionImport
 
         public Fragment StartFragment(string orderId, string? customerId, DateTime occurredAt, int offset, string currency, string status)
         {
-            var f = new Fragment(orderId, customerId, occurredAt, offset, currency, status, _arena.WrittenCount, _skus.Count, _categories.Count, _lines.Count);
+            var f = new Fragment(orderId, customerId, occurredAt, offset, currency, status, _arena.WrittenCount, _skus.Count, _categories.Count, _eventLines.WrittenCount);
             Fragments.Add(f);
             return f;
         }
@@ -527,8 +532,20 @@ public sealed class TransactionImport
             f.JsonLength = _arena.WrittenCount - f.JsonStart;
             var amount = quantity * unitPrice;
             f.Total += amount;
-            _lines.Add(new LineRef(skuStart, skuLength, category.IsEmpty ? -1 : categoryStart, categoryLength, quantity, amount));
-            f.LineCount++;
+            if (f.LinesLength > 0) _eventLines.Write(","u8);
+            _eventLines.Write("{\"sku\":"u8);
+            _eventLines.Write(_arena.WrittenSpan.Slice(skuStart - 1, skuLength + 2)); // with its quotes
+            if (!category.IsEmpty)
+            {
+                _eventLines.Write(",\"category\":"u8);
+                _eventLines.Write(_arena.WrittenSpan.Slice(categoryStart - 1, categoryLength + 2));
+            }
+            _eventLines.Write(",\"quantity\":"u8);
+            Utf8Writers.Number(_eventLines, quantity, quantityText);
+            _eventLines.Write(",\"amount\":"u8);
+            Utf8Writers.Number(_eventLines, amount);
+            _eventLines.Write("}"u8);
+            f.LinesLength = _eventLines.WrittenCount - f.LinesStart;
             if (!Contains(_skus, f.SkuStart, skuStart, skuLength)) _skus.Add((skuStart, skuLength));
             f.SkuCount = _skus.Count - f.SkuStart;
             if (!category.IsEmpty && !Contains(_categories, f.CategoryStart, categoryStart, categoryLength)) _categories.Add((categoryStart, categoryLength));
@@ -584,24 +601,17 @@ public sealed class TransactionImport
                     w.WriteStartArray("categories"u8);
                     WriteDistinct(w, f, _categories, r => (r.CategoryStart, r.CategoryCount));
                     w.WriteEndArray();
-                    w.WriteStartArray("lines"u8);
+                    // The lines as the parser rendered them, the runs of the order joined into one array.
+                    _scratch.ResetWrittenCount();
+                    _scratch.Write("["u8);
                     for (var run = f; run is not null; run = run.Next)
                     {
-                        for (var i = run.LineStart; i < run.LineStart + run.LineCount; i++)
-                        {
-                            var l = _lines[i];
-                            w.WriteStartObject();
-                            w.WritePropertyName("sku"u8);
-                            w.WriteRawValue(_arena.WrittenSpan.Slice(l.SkuStart - 1, l.SkuLength + 2), skipInputValidation: true);
-                            w.WritePropertyName("category"u8);
-                            if (l.CategoryStart < 0) w.WriteNullValue();
-                            else w.WriteRawValue(_arena.WrittenSpan.Slice(l.CategoryStart - 1, l.CategoryLength + 2), skipInputValidation: true);
-                            w.WriteNumber("quantity"u8, l.Quantity);
-                            w.WriteNumber("amount"u8, l.Amount);
-                            w.WriteEndObject();
-                        }
+                        if (run != f && run.LinesLength > 0 && _scratch.WrittenCount > 1) _scratch.Write(","u8);
+                        _scratch.Write(_eventLines.WrittenSpan.Slice(run.LinesStart, run.LinesLength));
                     }
-                    w.WriteEndArray();
+                    _scratch.Write("]"u8);
+                    w.WritePropertyName("lines"u8);
+                    w.WriteRawValue(_scratch.WrittenSpan, skipInputValidation: true);
                     w.WriteEndObject();
                 }
                 w.WriteEndArray();
@@ -651,10 +661,8 @@ public sealed class TransactionImport
     }
 
     /// <summary>A run of consecutive rows of one order: its first row's facts, its total, and where its items sit in the batch's arena.</summary>
-    private readonly record struct LineRef(int SkuStart, int SkuLength, int CategoryStart, int CategoryLength, decimal Quantity, decimal Amount);
-
     private sealed class Fragment(string orderId, string? customerId, DateTime occurredAt, int offset, string currency, string status,
-        int jsonStart, int skuStart, int categoryStart, int lineStart)
+        int jsonStart, int skuStart, int categoryStart, int linesStart)
     {
         public string OrderId { get; } = orderId;
         public string? CustomerId { get; } = customerId;
@@ -669,8 +677,9 @@ public sealed class TransactionImport
         public int SkuCount { get; set; }
         public int CategoryStart { get; } = categoryStart;
         public int CategoryCount { get; set; }
-        public int LineStart { get; } = lineStart;
-        public int LineCount { get; set; }
+        /// <summary>Where the run's items sit in the batch's rendering of the event's lines.</summary>
+        public int LinesStart { get; } = linesStart;
+        public int LinesLength { get; set; }
 
         /// <summary>The order was recorded before this import began: it is skipped.</summary>
         public bool RecordedBefore { get; set; }
