@@ -32,13 +32,15 @@ public sealed class TenantDb(NpgsqlDataSource dataSource)
     }
 
     /// <summary>
-    /// A read-only transaction in which every statement sees the same snapshot of <paramref name="tenantId"/>'s rows
-    /// (REPEATABLE READ): a long read in pages, such as an export, stays consistent from its first page to its last.
+    /// Like <see cref="BeginAsync"/>, but REPEATABLE READ and READ ONLY: every statement of the transaction
+    /// reads the same snapshot, taken at its first statement. For exports that page through a table in
+    /// many statements and must not see a row twice or miss one that moved. Keep it short-lived: a long
+    /// snapshot holds back vacuum.
     /// </summary>
     public Task<TenantTransaction> BeginSnapshotAsync(string tenantId, CancellationToken ct = default)
     {
         if (!TenantIds.IsValid(tenantId)) throw new ArgumentException($"Invalid tenant id '{tenantId}'.", nameof(tenantId));
-        return StartAsync(tenantId, ct, snapshot: true);
+        return StartAsync(tenantId, ct, System.Data.IsolationLevel.RepeatableRead, "SET TRANSACTION READ ONLY; ");
     }
 
     /// <summary>
@@ -52,18 +54,15 @@ public sealed class TenantDb(NpgsqlDataSource dataSource)
         return StartAsync(AllTenants, ct);
     }
 
-    private async Task<TenantTransaction> StartAsync(string tenant, CancellationToken ct, bool snapshot = false)
+    private async Task<TenantTransaction> StartAsync(string tenant, CancellationToken ct,
+        System.Data.IsolationLevel isolation = System.Data.IsolationLevel.ReadCommitted, string before = "")
     {
         var conn = await dataSource.OpenConnectionAsync(ct);
         try
         {
-            var tx = snapshot
-                ? await conn.BeginTransactionAsync(System.Data.IsolationLevel.RepeatableRead, ct)
-                : await conn.BeginTransactionAsync(ct);
+            var tx = await conn.BeginTransactionAsync(isolation, ct);
             // Npgsql sends the BEGIN with this statement: one round trip.
-            await conn.ExecuteAsync(new CommandDefinition(
-                snapshot ? "SET TRANSACTION READ ONLY; SELECT set_config('crm.tenant', @tenant, true)" : "SELECT set_config('crm.tenant', @tenant, true)",
-                new { tenant }, tx, cancellationToken: ct));
+            await conn.ExecuteAsync(new CommandDefinition(before + "SELECT set_config('crm.tenant', @tenant, true)", new { tenant }, tx, cancellationToken: ct));
             return new TenantTransaction(conn, tx, tenant);
         }
         catch

@@ -75,17 +75,29 @@ public sealed partial class ContactsGrpcService
         if (request.Platform is not ("ios" or "android" or "web")) v.Add("platform", "must be ios, android or web");
         if (request.Token.Length is 0 or > 4096) v.Add("token", "is required (at most 4096 characters)");
         v.ThrowIfInvalid();
-        await using var scope = await _db.BeginAsync(caller.TenantId, context.CancellationToken);
-        var conn = scope.Connection;
-        var contactId = await ResolveAsync(conn, null, caller.TenantId, request.Contact, "contact");
+        var ct = context.CancellationToken;
+        var tenant = caller.TenantId;
+        await using var scope = await _db.BeginAsync(tenant, ct);
+        var (conn, tx) = scope;
+        var contactId = await ResolveAsync(conn, tx, tenant, request.Contact, "contact");
+        // The contact's row is locked first, so that the count of its tokens and the version of its
+        // profile move together with the profile's own changes (see ToEvent).
+        await conn.ExecuteAsync("SELECT 1 FROM contacts WHERE tenant_id = @tenant AND contact_id = @contactId FOR UPDATE", new { tenant, contactId }, tx);
         var row = await conn.QuerySingleAsync<PushTokenRow>("""
             INSERT INTO push_tokens (tenant_id, contact_id, device_id, platform, token)
             VALUES (@tenant, @contactId, @DeviceId, @Platform, @Token)
             ON CONFLICT (tenant_id, contact_id, device_id) DO UPDATE SET
                 platform = excluded.platform, token = excluded.token, updated_at = now()
-            RETURNING device_id, platform, token, updated_at
-            """, new { tenant = caller.TenantId, contactId, request.DeviceId, request.Platform, request.Token });
-        await scope.CommitAsync(context.CancellationToken);
+            RETURNING device_id, platform, token, updated_at, (xmax = 0) AS added
+            """, new { tenant, contactId, request.DeviceId, request.Platform, request.Token }, tx);
+        if (row.Added)
+        {
+            // A new device changes the contact's count of push tokens, which projections keep ("has a push token").
+            await conn.ExecuteAsync("UPDATE contacts SET updated_at = statement_timestamp() WHERE tenant_id = @tenant AND contact_id = @contactId",
+                new { tenant, contactId }, tx);
+            await PublishProfileAsync(conn, tx, tenant, contactId, ct);
+        }
+        await scope.CommitAsync(ct);
         return new RegisterPushTokenResponse { PushToken = row.ToProto() };
     }
 }

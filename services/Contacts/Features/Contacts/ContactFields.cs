@@ -238,6 +238,16 @@ public static class Words
         _ => OrderStatus.Unspecified,
     };
 
+    public static EngagementType ToEngagementType(string s) => s switch
+    {
+        "delivered" => EngagementType.Delivered,
+        "opened" => EngagementType.Opened,
+        "clicked" => EngagementType.Clicked,
+        "converted" => EngagementType.Converted,
+        "custom" => EngagementType.Custom,
+        _ => EngagementType.Unspecified,
+    };
+
     public static string Of(EngagementType t) => t switch
     {
         EngagementType.Delivered => "delivered",

@@ -92,8 +92,10 @@ public sealed partial class ContactsGrpcService
         {
             next.Suppressed = await IsSuppressedAsync(conn, tx, _suppressions, caller.TenantId, next);
             await conn.ExecuteAsync("""
-                INSERT INTO contacts (tenant_id, contact_id, external_id, name, email, phone, locale, time_zone, attributes, tags, suppressed)
-                VALUES (@tenant, @ContactId, @ExternalId, @Name, @Email, @Phone, @Locale, @TimeZone, @Attributes::jsonb, @Tags, @Suppressed)
+                INSERT INTO contacts (tenant_id, contact_id, external_id, name, email, phone, locale, time_zone, attributes, tags, suppressed,
+                                      created_at, updated_at)
+                VALUES (@tenant, @ContactId, @ExternalId, @Name, @Email, @Phone, @Locale, @TimeZone, @Attributes::jsonb, @Tags, @Suppressed,
+                        statement_timestamp(), statement_timestamp())
                 """, Params(caller.TenantId, next), tx);
             changed = true;
         }
@@ -106,7 +108,7 @@ public sealed partial class ContactsGrpcService
                 next.Suppressed = existing.Suppressed || await IsSuppressedAsync(conn, tx, _suppressions, caller.TenantId, next);
                 await conn.ExecuteAsync("""
                     UPDATE contacts SET name = @Name, email = @Email, phone = @Phone, locale = @Locale, time_zone = @TimeZone,
-                        attributes = @Attributes::jsonb, tags = @Tags, suppressed = @Suppressed, updated_at = now(),
+                        attributes = @Attributes::jsonb, tags = @Tags, suppressed = @Suppressed, updated_at = statement_timestamp(),
                         -- a new address is worth trying again
                         unreachable = unreachable
                             - CASE WHEN phone IS DISTINCT FROM @Phone THEN 'sms' ELSE '' END
@@ -119,9 +121,9 @@ public sealed partial class ContactsGrpcService
                 next = existing;
             }
         }
-        if (changed)
-            await Outbox.EnqueueAsync(conn, tx, ToEvent(caller.TenantId, next));
         var contact = await LoadContactAsync(conn, caller.TenantId, next.ContactId, ct);
+        if (changed)
+            await Outbox.EnqueueAsync(conn, tx, ToEvent(caller.TenantId, next, contact));
         await tx.CommitAsync(ct);
         return new UpsertContactResponse { Contact = contact, Created = existing is null, Changed = changed };
     }
@@ -277,13 +279,28 @@ public sealed partial class ContactsGrpcService
         return contact;
     }
 
+    /// <summary>Announces the contact's current profile (after a change that is not an upsert, such as a new push token).</summary>
+    private static async Task PublishProfileAsync(NpgsqlConnection conn, NpgsqlTransaction tx, string tenant, Guid contactId, CancellationToken ct)
+    {
+        var row = await conn.QuerySingleAsync<ContactRow>(new CommandDefinition(
+            $"SELECT {ContactColumns} FROM contacts WHERE tenant_id = @tenant AND contact_id = @contactId", new { tenant, contactId }, tx, cancellationToken: ct));
+        await Outbox.EnqueueAsync(conn, tx, ToEvent(tenant, row, await LoadContactAsync(conn, tenant, contactId, ct)));
+    }
+
     private static object Params(string tenant, ContactRow c) => new
     {
         tenant, c.ContactId, c.ExternalId, c.Name, c.Email, c.Phone, c.Locale, c.TimeZone, c.Attributes, c.Tags, c.Suppressed,
     };
 
-    private static ContactUpserted ToEvent(string tenant, ContactRow c) => new(
-        tenant, c.ContactId, c.ExternalId, c.Email, c.Phone, c.Locale, c.TimeZone, c.Tags, c.Attributes, c.Suppressed, DateTimeOffset.UtcNow);
+    /// <summary>
+    /// The event of a profile change. Its OccurredAt is the row's updated_at, written by the change's own
+    /// statement under the row's lock (statement_timestamp(), the database's clock), so that versions grow in
+    /// the order the changes were made and an export of the row carries the same version as its last event
+    /// (projections apply both last-writer-wins by it).
+    /// </summary>
+    private static ContactUpserted ToEvent(string tenant, ContactRow c, Contact loaded) => new(
+        tenant, c.ContactId, c.ExternalId, c.Email, c.Phone, c.Locale, c.TimeZone, c.Tags, c.Attributes, c.Suppressed,
+        loaded.UpdatedAt.ToDateTimeOffset(), loaded.CreatedAt.ToDateTimeOffset(), loaded.PushTokens.Count);
 
     private static string? NullIfEmpty(string? s) => string.IsNullOrWhiteSpace(s) ? null : s.Trim();
 }
@@ -328,15 +345,18 @@ internal sealed class ContactRow
         c.Tags.AddRange(Tags);
         foreach (var (key, node) in JsonNode.Parse(Attributes)!.AsObject())
             c.Attributes[key] = ContactFields.FromJson(node);
-        foreach (var (channel, node) in JsonNode.Parse(Unreachable)!.AsObject())
-            c.Unreachable.Add(new UnreachableChannel
-            {
-                Channel = Words.ToChannel(channel),
-                Reason = node?["reason"]?.GetValue<string>() ?? "",
-                Since = node?["since"] is JsonValue since && since.TryGetValue<DateTime>(out var at) ? Timestamps.Of(at.ToUniversalTime()) : null,
-            });
+        c.Unreachable.AddRange(ReadUnreachable(Unreachable));
         return c;
     }
+
+    /// <summary>contacts.unreachable: {"sms": {"reason": "...", "since": "..."}, ...}.</summary>
+    public static IEnumerable<UnreachableChannel> ReadUnreachable(string json) =>
+        JsonNode.Parse(json)!.AsObject().Select(p => new UnreachableChannel
+        {
+            Channel = Words.ToChannel(p.Key),
+            Reason = p.Value?["reason"]?.GetValue<string>() ?? "",
+            Since = p.Value?["since"] is JsonValue since && since.TryGetValue<DateTime>(out var at) ? Timestamps.Of(at.ToUniversalTime()) : null,
+        }).ToList();
 }
 
 internal sealed class ConsentRow
@@ -369,6 +389,8 @@ internal sealed class PushTokenRow
     public string Platform { get; set; } = "";
     public string Token { get; set; } = "";
     public DateTime UpdatedAt { get; set; }
+    /// <summary>Set by an upsert: the device is new to the contact.</summary>
+    public bool Added { get; set; }
 
     public PushToken ToProto() => new() { DeviceId = DeviceId, Platform = Platform, Token = Token, UpdatedAt = Timestamps.Of(UpdatedAt) };
 }

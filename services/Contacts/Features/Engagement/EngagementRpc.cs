@@ -39,6 +39,7 @@ public sealed partial class ContactsGrpcService
             contactIds[i] = await ResolveAsync(conn, tx, tenant, request.Events[i].Contact, $"events[{i}].contact");
 
         var events = request.Events;
+        var properties = events.Select(e => e.Properties is null ? "{}" : JsonFormatter.Default.Format(e.Properties)).ToArray();
         var inserted = (await conn.QueryAsync<string>("""
             INSERT INTO engagement_events (tenant_id, event_id, contact_id, type, name, channel, message_id, campaign_id, occurred_at, properties)
             SELECT @tenant, e.event_id, e.contact_id, e.type, e.name, e.channel, e.message_id, e.campaign_id, e.occurred_at, e.properties::jsonb
@@ -57,7 +58,7 @@ public sealed partial class ContactsGrpcService
             messageIds = events.Select(e => NullIfEmpty(e.MessageId)).ToArray(),
             campaignIds = events.Select(e => NullIfEmpty(e.CampaignId)).ToArray(),
             occurredAts = events.Select(e => e.OccurredAt.ToDateTime()).ToArray(),
-            properties = events.Select(e => e.Properties is null ? "{}" : JsonFormatter.Default.Format(e.Properties)).ToArray(),
+            properties,
         }, tx)).ToHashSet(StringComparer.Ordinal);
 
         if (inserted.Count > 0)
@@ -67,7 +68,7 @@ public sealed partial class ContactsGrpcService
                 .Where(x => inserted.Contains(x.e.EventId))
                 .Select(x => new RecordedEngagement(x.e.EventId, contactIds[x.i], Words.Of(x.e.Type), NullIfEmpty(x.e.Name),
                     x.e.Channel == Channel.Unspecified ? null : Words.Of(x.e.Channel), NullIfEmpty(x.e.MessageId),
-                    NullIfEmpty(x.e.CampaignId), new DateTimeOffset(x.e.OccurredAt.ToDateTime(), TimeSpan.Zero)))
+                    NullIfEmpty(x.e.CampaignId), new DateTimeOffset(x.e.OccurredAt.ToDateTime(), TimeSpan.Zero), properties[x.i]))
                 .ToArray()));
         }
         await tx.CommitAsync(ct);

@@ -70,13 +70,14 @@ public sealed class ContactImport(ContactColumns mapping, WorkspaceSettings work
             WITH src AS (
                 SELECT DISTINCT ON (external_id) * FROM import_contacts ORDER BY external_id, line_no DESC),
             upserted AS (
-                INSERT INTO contacts AS c (tenant_id, contact_id, external_id, name, email, phone, locale, time_zone, attributes, tags, suppressed)
+                INSERT INTO contacts AS c (tenant_id, contact_id, external_id, name, email, phone, locale, time_zone, attributes, tags, suppressed, updated_at)
                 SELECT @tenant, gen_random_uuid(), s.external_id, s.name, s.email, s.phone, s.locale, s.time_zone, s.attributes,
                        ARRAY(SELECT DISTINCT t FROM unnest(s.tags) t ORDER BY t),
                        EXISTS (SELECT 1 FROM suppressions x WHERE x.tenant_id = @tenant AND x.value_hash IN (
                            suppression_hmac(@tenant, 'external_id', s.external_id, @innerPad, @outerPad),
                            suppression_hmac(@tenant, 'email', lower(coalesce(s.email, '')), @innerPad, @outerPad),
-                           suppression_hmac(@tenant, 'phone', coalesce(s.phone, ''), @innerPad, @outerPad)))
+                           suppression_hmac(@tenant, 'phone', coalesce(s.phone, ''), @innerPad, @outerPad))),
+                       clock_timestamp()
                 FROM src s
                 ON CONFLICT (tenant_id, external_id) DO UPDATE SET
                     name = coalesce(excluded.name, c.name),
@@ -87,7 +88,9 @@ public sealed class ContactImport(ContactColumns mapping, WorkspaceSettings work
                     attributes = c.attributes || excluded.attributes,
                     tags = ARRAY(SELECT DISTINCT t FROM unnest(c.tags || excluded.tags) t ORDER BY t),
                     suppressed = c.suppressed OR excluded.suppressed,
-                    updated_at = now()
+                    -- the version of the change (the event's occurredAt): taken under the row's lock, so it
+                    -- follows a change the API made while the import ran
+                    updated_at = clock_timestamp()
                 WHERE c.erased_at IS NULL AND (
                     c.name, c.email, c.phone, c.locale, c.time_zone, c.attributes, c.tags
                 ) IS DISTINCT FROM (
@@ -95,12 +98,14 @@ public sealed class ContactImport(ContactColumns mapping, WorkspaceSettings work
                     coalesce(excluded.locale, c.locale), coalesce(excluded.time_zone, c.time_zone), c.attributes || excluded.attributes,
                     ARRAY(SELECT DISTINCT t FROM unnest(c.tags || excluded.tags) t ORDER BY t))
                 RETURNING c.contact_id, c.external_id, c.email, c.phone, c.locale, c.time_zone, c.tags, c.attributes,
-                          c.suppressed, c.updated_at, (xmax = 0) AS inserted),
+                          c.suppressed, c.created_at, c.updated_at, (xmax = 0) AS inserted),
             events AS (
                 INSERT INTO outbox_messages (message_type, payload)
                 SELECT @contactType, jsonb_build_object('tenantId', @tenant, 'contactId', contact_id, 'externalId', external_id,
                     'email', email, 'phone', phone, 'locale', locale, 'timeZone', time_zone, 'tags', to_jsonb(tags),
-                    'attributesJson', attributes::text, 'suppressed', suppressed, 'occurredAt', updated_at)::text
+                    'attributesJson', attributes::text, 'suppressed', suppressed, 'occurredAt', updated_at, 'createdAt', created_at,
+                    'pushTokens', CASE WHEN inserted THEN 0 ELSE (
+                        SELECT count(*) FROM push_tokens p WHERE p.tenant_id = @tenant AND p.contact_id = upserted.contact_id) END)::text
                 FROM upserted)
             SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM upserted
             """, new

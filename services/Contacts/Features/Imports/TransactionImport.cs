@@ -220,15 +220,12 @@ public sealed class TransactionImport
         foreach (var f in appended)
         {
             var o = await conn.QuerySingleAsync<(Guid? ContactId, string OrderId, DateTime OccurredAt, string Currency, decimal Total, string Status,
-                string[] Skus, string[] Categories)>(new CommandDefinition("""
+                string Lines)>(new CommandDefinition("""
                 UPDATE orders SET lines = (lines::jsonb || @lines::jsonb)::json, total = total + @total
                 WHERE tenant_id = @tenant AND order_id = @orderId
-                RETURNING contact_id, order_id, occurred_at, currency, total, status,
-                    ARRAY(SELECT DISTINCT l.sku FROM order_lines(lines) l) AS skus,
-                    ARRAY(SELECT DISTINCT l.category FROM order_lines(lines) l WHERE l.category IS NOT NULL) AS categories
+                RETURNING contact_id, order_id, occurred_at, currency, total, status, lines::text
                 """, new { tenant = _run.Tenant, orderId = f.OrderId, lines = batch.LinesJsonString(f), total = f.Total }, tx, cancellationToken: ct));
-            appendedEvents.Add(new RecordedOrder(o.ContactId, o.OrderId, new DateTimeOffset(DateTime.SpecifyKind(o.OccurredAt, DateTimeKind.Utc)),
-                o.Currency, o.Total, o.Status, o.Skus, o.Categories));
+            appendedEvents.Add(Transactions.OrderLinesJson.ToRecorded(o.ContactId, o.OrderId, o.OccurredAt, o.Currency, o.Total, o.Status, o.Lines));
         }
         await Outbox.EnqueueManyAsync(conn, tx, appendedEvents.Chunk(OrdersPerEvent).Select(c => new TransactionsRecorded(_run.Tenant, c)));
     }
@@ -498,6 +495,13 @@ public sealed class TransactionImport
         private readonly ArrayBufferWriter<byte> _arena = new(BatchRows * 64);
         private readonly List<(int Start, int Length)> _skus = new(BatchRows);
         private readonly List<(int Start, int Length)> _categories = [];
+        /// <summary>
+        /// The items as TransactionsRecorded's lines ({"sku":…,"category":…,"quantity":…,"amount":…}), written by
+        /// the parser as it reads them, so the writer (which turns orders into events while PostgreSQL ingests them)
+        /// only copies each order's span; fragments keep offsets.
+        /// </summary>
+        private readonly ArrayBufferWriter<byte> _eventLines = new(BatchRows * 48);
+        private readonly ArrayBufferWriter<byte> _scratch = new();
 
         public int Rows { get; set; }
 
@@ -506,6 +510,7 @@ public sealed class TransactionImport
             _arena.ResetWrittenCount();
             _skus.Clear();
             _categories.Clear();
+            _eventLines.ResetWrittenCount();
             Rows = 0;
             Fragments.Clear();
             Contacts.Clear();
@@ -524,7 +529,7 @@ public sealed class TransactionImport
 
         public Fragment StartFragment(string orderId, string? customerId, DateTime occurredAt, int offset, string currency, string status)
         {
-            var f = new Fragment(orderId, customerId, occurredAt, offset, currency, status, _arena.WrittenCount, _skus.Count, _categories.Count);
+            var f = new Fragment(orderId, customerId, occurredAt, offset, currency, status, _arena.WrittenCount, _skus.Count, _categories.Count, _eventLines.WrittenCount);
             Fragments.Add(f);
             return f;
         }
@@ -551,7 +556,22 @@ public sealed class TransactionImport
             Utf8Writers.Number(_arena, unitPrice, unitPriceText);
             _arena.Write("]"u8);
             f.JsonLength = _arena.WrittenCount - f.JsonStart;
-            f.Total += quantity * unitPrice;
+            var amount = quantity * unitPrice;
+            f.Total += amount;
+            if (f.LinesLength > 0) _eventLines.Write(","u8);
+            _eventLines.Write("{\"sku\":"u8);
+            _eventLines.Write(_arena.WrittenSpan.Slice(skuStart - 1, skuLength + 2)); // with its quotes
+            if (!category.IsEmpty)
+            {
+                _eventLines.Write(",\"category\":"u8);
+                _eventLines.Write(_arena.WrittenSpan.Slice(categoryStart - 1, categoryLength + 2));
+            }
+            _eventLines.Write(",\"quantity\":"u8);
+            Utf8Writers.Number(_eventLines, quantity, quantityText);
+            _eventLines.Write(",\"amount\":"u8);
+            Utf8Writers.Number(_eventLines, amount);
+            _eventLines.Write("}"u8);
+            f.LinesLength = _eventLines.WrittenCount - f.LinesStart;
             if (!Contains(_skus, f.SkuStart, skuStart, skuLength)) _skus.Add((skuStart, skuLength));
             f.SkuCount = _skus.Count - f.SkuStart;
             if (!category.IsEmpty && !Contains(_categories, f.CategoryStart, categoryStart, categoryLength)) _categories.Add((categoryStart, categoryLength));
@@ -607,6 +627,17 @@ public sealed class TransactionImport
                     w.WriteStartArray("categories"u8);
                     WriteDistinct(w, f, _categories, r => (r.CategoryStart, r.CategoryCount));
                     w.WriteEndArray();
+                    // The lines as the parser rendered them, the runs of the order joined into one array.
+                    _scratch.ResetWrittenCount();
+                    _scratch.Write("["u8);
+                    for (var run = f; run is not null; run = run.Next)
+                    {
+                        if (run != f && run.LinesLength > 0 && _scratch.WrittenCount > 1) _scratch.Write(","u8);
+                        _scratch.Write(_eventLines.WrittenSpan.Slice(run.LinesStart, run.LinesLength));
+                    }
+                    _scratch.Write("]"u8);
+                    w.WritePropertyName("lines"u8);
+                    w.WriteRawValue(_scratch.WrittenSpan, skipInputValidation: true);
                     w.WriteEndObject();
                 }
                 w.WriteEndArray();
@@ -657,7 +688,7 @@ public sealed class TransactionImport
 
     /// <summary>A run of consecutive rows of one order: its first row's facts, its total, and where its items sit in the batch's arena.</summary>
     private sealed class Fragment(string orderId, string? customerId, DateTime occurredAt, int offset, string currency, string status,
-        int jsonStart, int skuStart, int categoryStart)
+        int jsonStart, int skuStart, int categoryStart, int linesStart)
     {
         public string OrderId { get; } = orderId;
         public string? CustomerId { get; } = customerId;
@@ -672,6 +703,9 @@ public sealed class TransactionImport
         public int SkuCount { get; set; }
         public int CategoryStart { get; } = categoryStart;
         public int CategoryCount { get; set; }
+        /// <summary>Where the run's items sit in the batch's rendering of the event's lines.</summary>
+        public int LinesStart { get; } = linesStart;
+        public int LinesLength { get; set; }
 
         /// <summary>The order was recorded before this import began: it is skipped.</summary>
         public bool RecordedBefore { get; set; }

@@ -25,7 +25,27 @@ public static class OrderLinesJson
         w.WriteEndArray();
     }
 
-    public static IEnumerable<LineItem> Read(string json)
+    /// <summary>
+    /// An order as TransactionsRecorded announces it: its distinct skus and categories (what older consumers
+    /// read) and its lines with amount = quantity × unit price.
+    /// </summary>
+    public static Crm.Contracts.Contacts.RecordedOrder ToRecorded(Guid? contactId, string orderId, DateTime occurredAt, string currency,
+        decimal total, string status, string linesJson)
+    {
+        using var doc = JsonDocument.Parse(linesJson);
+        var lines = new List<Crm.Contracts.Contacts.RecordedLine>();
+        foreach (var e in doc.RootElement.EnumerateArray())
+        {
+            var quantity = e[3].GetDecimal();
+            lines.Add(new Crm.Contracts.Contacts.RecordedLine(e[0].GetString() ?? "",
+                e[2].ValueKind == JsonValueKind.String ? e[2].GetString() : null, quantity, quantity * e[4].GetDecimal()));
+        }
+        return new Crm.Contracts.Contacts.RecordedOrder(contactId, orderId, new DateTimeOffset(DateTime.SpecifyKind(occurredAt, DateTimeKind.Utc)),
+            currency, total, status,
+            lines.Select(l => l.Sku).Distinct().ToArray(), lines.Select(l => l.Category).OfType<string>().Distinct().ToArray(), lines);
+    }
+
+    public static IEnumerable<LineItem> Read(string json, bool names = true)
     {
         using var doc = JsonDocument.Parse(json);
         var items = new List<LineItem>();
@@ -34,7 +54,7 @@ public static class OrderLinesJson
             items.Add(new LineItem
             {
                 Sku = e[0].GetString() ?? "",
-                Name = e[1].ValueKind == JsonValueKind.String ? e[1].GetString()! : "",
+                Name = names && e[1].ValueKind == JsonValueKind.String ? e[1].GetString()! : "",
                 Category = e[2].ValueKind == JsonValueKind.String ? e[2].GetString()! : "",
                 Quantity = e[3].GetDecimal().ToString(CultureInfo.InvariantCulture),
                 UnitPrice = e[4].GetDecimal().ToString(CultureInfo.InvariantCulture),

@@ -50,20 +50,21 @@ public sealed partial class ContactsGrpcService
         var recorded = new List<RecordedOrder>();
         foreach (var order in orders)
         {
-            // xmax = 0 tells a fresh insert from an update of the status of a known order.
-            var inserted = await conn.QuerySingleOrDefaultAsync<bool?>("""
+            // xmax = 0 tells a fresh insert from an update of the status of a known order. The event carries
+            // the order as stored (a status change names the known order's lines, whatever the request sent).
+            var stored = await conn.QuerySingleOrDefaultAsync<StoredOrder>("""
                 INSERT INTO orders (tenant_id, order_id, contact_id, occurred_at, utc_offset_minutes, currency, total, status, lines)
                 VALUES (@tenant, @OrderId, @ContactId, @OccurredAt, @UtcOffsetMinutes, @Currency, @Total, @Status, @lines::json)
                 ON CONFLICT (tenant_id, order_id) DO UPDATE SET status = excluded.status, status_changed_at = now()
                 WHERE orders.status IS DISTINCT FROM excluded.status
-                RETURNING (xmax = 0)
+                RETURNING (xmax = 0) AS inserted, contact_id, occurred_at, currency, total, status, lines::text AS lines
                 """, new { tenant, order.OrderId, order.ContactId, order.OccurredAt, order.UtcOffsetMinutes, order.Currency, order.Total, order.Status, lines = order.LinesJson() }, tx);
-            if (inserted is null)
+            if (stored is null)
             {
                 response.Unchanged++;
                 continue;
             }
-            if (inserted.Value)
+            if (stored.Inserted)
             {
                 response.Recorded++;
             }
@@ -71,10 +72,7 @@ public sealed partial class ContactsGrpcService
             {
                 response.StatusChanged++;
             }
-            recorded.Add(new RecordedOrder(order.ContactId, order.OrderId, new DateTimeOffset(order.OccurredAt, TimeSpan.Zero),
-                order.Currency, order.Total, order.Status,
-                order.Lines.Select(l => l.Sku).Distinct().ToArray(),
-                order.Lines.Select(l => l.Category).OfType<string>().Distinct().ToArray()));
+            recorded.Add(OrderLinesJson.ToRecorded(stored.ContactId, order.OrderId, stored.OccurredAt, stored.Currency, stored.Total, stored.Status, stored.Lines));
         }
         if (recorded.Count > 0)
             await Outbox.EnqueueAsync(conn, tx, new TransactionsRecorded(tenant, recorded));
@@ -110,21 +108,7 @@ public sealed partial class ContactsGrpcService
             """, new { tenant = caller.TenantId, contactId, beforeAt, beforeId, limit = pageSize + 1 })).AsList();
         var page = rows.Take(pageSize).ToList();
         var response = new ListTransactionsResponse();
-        foreach (var r in page)
-        {
-            var order = new Order
-            {
-                OrderId = r.OrderId,
-                ContactId = r.ContactId?.ToString() ?? "",
-                OccurredAt = Timestamps.Of(r.OccurredAt),
-                UtcOffsetMinutes = r.UtcOffsetMinutes,
-                Currency = r.Currency,
-                Total = r.Total.ToString(CultureInfo.InvariantCulture),
-                Status = Words.ToOrderStatus(r.Status),
-            };
-            order.Lines.AddRange(OrderLinesJson.Read(r.Lines));
-            response.Orders.Add(order);
-        }
+        response.Orders.AddRange(page.Select(r => r.ToProto()));
         if (rows.Count > pageSize)
         {
             var last = page[^1];
@@ -244,6 +228,17 @@ public sealed partial class ContactsGrpcService
     }
 }
 
+internal sealed class StoredOrder
+{
+    public bool Inserted { get; set; }
+    public Guid? ContactId { get; set; }
+    public DateTime OccurredAt { get; set; }
+    public string Currency { get; set; } = "";
+    public decimal Total { get; set; }
+    public string Status { get; set; } = "";
+    public string Lines { get; set; } = "[]";
+}
+
 internal sealed class OrderRow
 {
     public string OrderId { get; set; } = "";
@@ -254,6 +249,23 @@ internal sealed class OrderRow
     public decimal Total { get; set; }
     public string Status { get; set; } = "";
     public string Lines { get; set; } = "[]";
+
+    /// <param name="lineNames">False for exports: a projection needs no product names.</param>
+    public Order ToProto(bool lineNames = true)
+    {
+        var order = new Order
+        {
+            OrderId = OrderId,
+            ContactId = ContactId?.ToString() ?? "",
+            OccurredAt = Timestamps.Of(OccurredAt),
+            UtcOffsetMinutes = UtcOffsetMinutes,
+            Currency = Currency,
+            Total = Total.ToString(CultureInfo.InvariantCulture),
+            Status = Words.ToOrderStatus(Status),
+        };
+        order.Lines.AddRange(OrderLinesJson.Read(Lines, lineNames));
+        return order;
+    }
 }
 
 public static class Decimals

@@ -19,26 +19,64 @@ public sealed class ContactUpsertedConsumer(TenantDb db) : IConsumer<ContactUpse
         var e = context.Message;
         var ct = context.CancellationToken;
         await using var scope = await db.BeginAsync(e.TenantId, ct);
-        await scope.Connection.ExecuteAsync(new CommandDefinition("""
-            INSERT INTO contacts (tenant_id, contact_id, external_id, locale, time_zone, tags, attributes, has_email, has_phone,
-                                  push_tokens, suppressed, created_at, version_at)
-            SELECT @TenantId, @ContactId, @ExternalId, @Locale, @TimeZone, @Tags, @Attributes::jsonb, @HasEmail, @HasPhone,
-                   coalesce(@PushTokens, 0), @Suppressed, coalesce(@CreatedAt, @OccurredAt), @OccurredAt
-            WHERE NOT EXISTS (SELECT 1 FROM erased_contacts x WHERE x.tenant_id = @TenantId AND x.contact_id = @ContactId)
-            ON CONFLICT (tenant_id, contact_id) DO UPDATE SET
-                external_id = excluded.external_id, locale = excluded.locale, time_zone = excluded.time_zone,
-                tags = excluded.tags, attributes = excluded.attributes, has_email = excluded.has_email,
-                has_phone = excluded.has_phone, suppressed = excluded.suppressed, version_at = excluded.version_at,
-                push_tokens = CASE WHEN @PushTokens IS NULL THEN contacts.push_tokens ELSE excluded.push_tokens END,
-                created_at = CASE WHEN @CreatedAt IS NULL THEN least(contacts.created_at, excluded.created_at) ELSE excluded.created_at END
-            WHERE contacts.version_at <= excluded.version_at
-            """ + Dirty.MarkOne, new
-        {
-            e.TenantId, e.ContactId, e.ExternalId, e.Locale, e.TimeZone, Tags = e.Tags.ToArray(), Attributes = e.AttributesJson,
-            HasEmail = !string.IsNullOrEmpty(e.Email), HasPhone = !string.IsNullOrEmpty(e.Phone), e.PushTokens, e.Suppressed,
-            e.CreatedAt, e.OccurredAt,
-        }, scope.Transaction, cancellationToken: ct));
+        await ProfileProjection.ApplyAsync(scope, e.TenantId, [new ProfileProjection.Row(
+            e.ContactId, e.ExternalId, e.Locale, e.TimeZone, e.Tags, e.AttributesJson, !string.IsNullOrEmpty(e.Email), !string.IsNullOrEmpty(e.Phone),
+            e.PushTokens, e.Suppressed, e.CreatedAt, e.OccurredAt)], ct);
         await scope.CommitAsync(ct);
+    }
+}
+
+/// <summary>
+/// Writes profiles (events and backfill alike), last-writer-wins by version (the OccurredAt of the event, or
+/// the exported row's updated_at, which is the same instant for the same change), and marks the written
+/// contacts dirty. A profile that knows no push-token count or creation time keeps what the row knows.
+/// </summary>
+public static class ProfileProjection
+{
+    public sealed record Row(Guid ContactId, string? ExternalId, string? Locale, string? TimeZone, IReadOnlyList<string> Tags, string AttributesJson,
+        bool HasEmail, bool HasPhone, int? PushTokens, bool Suppressed, DateTimeOffset? CreatedAt, DateTimeOffset Version);
+
+    public static Task ApplyAsync(TenantTransaction scope, string tenant, IReadOnlyList<Row> rows, CancellationToken ct)
+    {
+        if (rows.Count == 0) return Task.CompletedTask;
+        return scope.Connection.ExecuteAsync(new CommandDefinition("""
+            WITH p AS (
+                SELECT * FROM unnest(@contactIds, @externalIds, @locales, @timeZones, @tags, @attributes, @hasEmails, @hasPhones,
+                                     @pushTokens, @suppressed, @createdAts, @versions)
+                    AS p(contact_id, external_id, locale, time_zone, tags, attributes, has_email, has_phone, push_tokens, suppressed, created_at, version_at)
+                WHERE NOT EXISTS (SELECT 1 FROM erased_contacts x WHERE x.tenant_id = @tenant AND x.contact_id = p.contact_id)
+            ), written AS (
+                INSERT INTO contacts (tenant_id, contact_id, external_id, locale, time_zone, tags, attributes, has_email, has_phone,
+                                      push_tokens, suppressed, created_at, version_at)
+                SELECT @tenant, p.contact_id, p.external_id, p.locale, p.time_zone, ARRAY(SELECT jsonb_array_elements_text(p.tags::jsonb)),
+                       p.attributes::jsonb, p.has_email, p.has_phone,
+                       coalesce(p.push_tokens, cur.push_tokens, 0), p.suppressed,
+                       coalesce(p.created_at, least(cur.created_at, p.version_at)), p.version_at
+                FROM p LEFT JOIN contacts cur ON cur.tenant_id = @tenant AND cur.contact_id = p.contact_id
+                ON CONFLICT (tenant_id, contact_id) DO UPDATE SET
+                    external_id = excluded.external_id, locale = excluded.locale, time_zone = excluded.time_zone,
+                    tags = excluded.tags, attributes = excluded.attributes, has_email = excluded.has_email,
+                    has_phone = excluded.has_phone, suppressed = excluded.suppressed, version_at = excluded.version_at,
+                    push_tokens = excluded.push_tokens, created_at = excluded.created_at
+                WHERE contacts.version_at <= excluded.version_at
+                RETURNING contact_id
+            )
+            """ + Dirty.MarkWritten, new
+        {
+            tenant,
+            contactIds = rows.Select(r => r.ContactId).ToArray(),
+            externalIds = rows.Select(r => r.ExternalId).ToArray(),
+            locales = rows.Select(r => r.Locale).ToArray(),
+            timeZones = rows.Select(r => r.TimeZone).ToArray(),
+            tags = rows.Select(r => System.Text.Json.JsonSerializer.Serialize(r.Tags)).ToArray(),
+            attributes = rows.Select(r => r.AttributesJson).ToArray(),
+            hasEmails = rows.Select(r => r.HasEmail).ToArray(),
+            hasPhones = rows.Select(r => r.HasPhone).ToArray(),
+            pushTokens = rows.Select(r => r.PushTokens).ToArray(),
+            suppressed = rows.Select(r => r.Suppressed).ToArray(),
+            createdAts = rows.Select(r => r.CreatedAt?.UtcDateTime).ToArray(),
+            versions = rows.Select(r => r.Version.UtcDateTime).ToArray(),
+        }, scope.Transaction, cancellationToken: ct));
     }
 }
 
@@ -49,15 +87,41 @@ public sealed class ConsentChangedConsumer(TenantDb db) : IConsumer<ConsentChang
         var e = context.Message;
         var ct = context.CancellationToken;
         await using var scope = await db.BeginAsync(e.TenantId, ct);
-        await scope.Connection.ExecuteAsync(new CommandDefinition(Dirty.EnsureContact + """
-            INSERT INTO consents (tenant_id, contact_id, channel, purpose, status, changed_at)
-            SELECT @TenantId, @ContactId, @Channel, @Purpose, @Status, @OccurredAt
-            WHERE NOT EXISTS (SELECT 1 FROM erased_contacts x WHERE x.tenant_id = @TenantId AND x.contact_id = @ContactId)
-            ON CONFLICT (tenant_id, contact_id, channel, purpose) DO UPDATE SET status = excluded.status, changed_at = excluded.changed_at
-            WHERE consents.changed_at <= excluded.changed_at;
-            """ + Dirty.MarkOne, new { e.TenantId, e.ContactId, e.Channel, e.Purpose, e.Status, e.OccurredAt },
-            scope.Transaction, cancellationToken: ct));
+        await ConsentProjection.ApplyAsync(scope, e.TenantId, [new ConsentProjection.Row(e.ContactId, e.Channel, e.Purpose, e.Status, e.OccurredAt)], ct);
         await scope.CommitAsync(ct);
+    }
+}
+
+/// <summary>Writes consents (events and backfill alike), last-writer-wins by when the decision was made.</summary>
+public static class ConsentProjection
+{
+    public sealed record Row(Guid ContactId, string Channel, string Purpose, string Status, DateTimeOffset ChangedAt);
+
+    public static Task ApplyAsync(TenantTransaction scope, string tenant, IReadOnlyList<Row> rows, CancellationToken ct)
+    {
+        if (rows.Count == 0) return Task.CompletedTask;
+        return scope.Connection.ExecuteAsync(new CommandDefinition("""
+            WITH c AS (
+                SELECT * FROM unnest(@contactIds, @channels, @purposes, @statuses, @changedAts) AS c(contact_id, channel, purpose, status, occurred_at)
+                WHERE NOT EXISTS (SELECT 1 FROM erased_contacts x WHERE x.tenant_id = @tenant AND x.contact_id = c.contact_id)
+            ), contacts_seen AS (
+            """ + Dirty.EnsureContacts + """
+            ), written AS (
+                INSERT INTO consents (tenant_id, contact_id, channel, purpose, status, changed_at)
+                SELECT @tenant, contact_id, channel, purpose, status, occurred_at FROM c
+                ON CONFLICT (tenant_id, contact_id, channel, purpose) DO UPDATE SET status = excluded.status, changed_at = excluded.changed_at
+                WHERE consents.changed_at <= excluded.changed_at
+                RETURNING contact_id
+            )
+            """ + Dirty.MarkWritten, new
+        {
+            tenant,
+            contactIds = rows.Select(r => r.ContactId).ToArray(),
+            channels = rows.Select(r => r.Channel).ToArray(),
+            purposes = rows.Select(r => r.Purpose).ToArray(),
+            statuses = rows.Select(r => r.Status).ToArray(),
+            changedAts = rows.Select(r => r.ChangedAt.UtcDateTime).ToArray(),
+        }, scope.Transaction, cancellationToken: ct));
     }
 }
 
@@ -130,7 +194,18 @@ public sealed class TransactionsRecordedConsumer(TenantDb db) : IConsumer<Transa
 /// </summary>
 public static class OrderProjection
 {
-    public static Task ApplyAsync(TenantTransaction scope, string tenant, IReadOnlyList<RecordedOrder> orders, CancellationToken ct)
+    /// <summary>An event's orders: each replaces what the projection knows of it (events carry the order's whole state).</summary>
+    public static Task ApplyAsync(TenantTransaction scope, string tenant, IReadOnlyList<RecordedOrder> orders, CancellationToken ct) =>
+        ApplyAsync(scope, tenant, orders, overwriteWrittenBefore: null, ct);
+
+    /// <param name="overwriteWrittenBefore">
+    /// Null for events. For a backfill, when its rebuild started (this database's clock): a known order is
+    /// replaced only if its row was written before then. Events carry no version of an order, so the cut is
+    /// when the row was written: a row written before the rebuild started is no newer than the export's
+    /// snapshot (taken after), while a row written since may come from an event newer than the snapshot.
+    /// </param>
+    public static Task ApplyAsync(TenantTransaction scope, string tenant, IReadOnlyList<RecordedOrder> orders, DateTime? overwriteWrittenBefore,
+        CancellationToken ct)
     {
         var n = orders.Count;
         var contactIds = new Guid[n];
@@ -145,7 +220,7 @@ public static class OrderProjection
         var categoryTo = new int[n];
         var hasLines = new bool[n];
         var skus = new List<string>(n * 2);
-        var categories = new List<string>(n * 2);
+        var categories = new List<string?>(n * 2);
         var amounts = new List<decimal>(n * 2);
         for (var i = 0; i < n; i++)
         {
@@ -161,13 +236,14 @@ public static class OrderProjection
             categoryFrom[i] = categories.Count + 1;
             if (o.Lines is { } lines)
             {
-                // One entry per line and its amount; categories of the lines that have one.
+                // One entry per line: sku, category (NULL when the line has none) and amount stay parallel,
+                // so a rule can total the lines of a category.
                 hasLines[i] = true;
                 foreach (var l in lines)
                 {
                     skus.Add(l.Sku);
                     amounts.Add(l.Amount);
-                    if (l.Category is not null) categories.Add(l.Category);
+                    categories.Add(l.Category);
                 }
             }
             else
@@ -204,16 +280,15 @@ public static class OrderProjection
                 ON CONFLICT (tenant_id, order_id) DO UPDATE SET
                     contact_id = excluded.contact_id, occurred_at = excluded.occurred_at, currency = excluded.currency,
                     total = excluded.total, status = excluded.status, skus = excluded.skus, categories = excluded.categories,
-                    amounts = coalesce(excluded.amounts, orders.amounts)
+                    amounts = coalesce(excluded.amounts, orders.amounts), written_at = now()
+                WHERE @overwriteBefore::timestamptz IS NULL OR orders.written_at < @overwriteBefore
                 RETURNING contact_id
             )
-            INSERT INTO dirty_contacts (tenant_id, contact_id)
-            SELECT DISTINCT @tenant, contact_id FROM written
-            ON CONFLICT (tenant_id, contact_id) DO UPDATE SET marked_at = now()
-            """, new
+            """ + Dirty.MarkWritten, new
         {
             tenant, contactIds, orderIds, occurredAts, currencies, totals, statuses, skuFrom, skuTo, categoryFrom, categoryTo, hasLines,
             skus = skus.ToArray(), categories = categories.ToArray(), amounts = amounts.ToArray(),
+            overwriteBefore = overwriteWrittenBefore,
         }, scope.Transaction, cancellationToken: ct));
     }
 }
@@ -226,7 +301,18 @@ public sealed class EngagementRecordedConsumer(TenantDb db) : IConsumer<Engageme
         var ct = context.CancellationToken;
         if (e.Events.Count == 0) return;
         await using var scope = await db.BeginAsync(e.TenantId, ct);
-        await scope.Connection.ExecuteAsync(new CommandDefinition("""
+        await EngagementProjection.ApplyAsync(scope, e.TenantId, e.Events, ct);
+        await scope.CommitAsync(ct);
+    }
+}
+
+/// <summary>Writes engagement events (events and backfill alike): an event is stored once, by its id, and never changes.</summary>
+public static class EngagementProjection
+{
+    public static Task ApplyAsync(TenantTransaction scope, string tenant, IReadOnlyList<RecordedEngagement> events, CancellationToken ct)
+    {
+        if (events.Count == 0) return Task.CompletedTask;
+        return scope.Connection.ExecuteAsync(new CommandDefinition("""
             WITH ev AS (
                 SELECT * FROM unnest(@eventIds, @contactIds, @types, @names, @channels, @messageIds, @campaignIds, @occurredAts, @properties)
                     AS ev(event_id, contact_id, type, name, channel, message_id, campaign_id, occurred_at, properties)
@@ -242,36 +328,40 @@ public sealed class EngagementRecordedConsumer(TenantDb db) : IConsumer<Engageme
                 ON CONFLICT (tenant_id, event_id) DO NOTHING
                 RETURNING contact_id
             )
-            INSERT INTO dirty_contacts (tenant_id, contact_id)
-            SELECT DISTINCT @tenant, contact_id FROM written
-            ON CONFLICT (tenant_id, contact_id) DO UPDATE SET marked_at = now()
-            """, new
+            """ + Dirty.MarkWritten, new
         {
-            tenant = e.TenantId,
-            eventIds = e.Events.Select(x => x.EventId).ToArray(),
-            contactIds = e.Events.Select(x => x.ContactId).ToArray(),
-            types = e.Events.Select(x => x.Type).ToArray(),
-            names = e.Events.Select(x => x.Name).ToArray(),
-            channels = e.Events.Select(x => x.Channel).ToArray(),
-            messageIds = e.Events.Select(x => x.MessageId).ToArray(),
-            campaignIds = e.Events.Select(x => x.CampaignId).ToArray(),
-            occurredAts = e.Events.Select(x => x.OccurredAt.UtcDateTime).ToArray(),
-            properties = e.Events.Select(x => x.PropertiesJson).ToArray(),
+            tenant,
+            eventIds = events.Select(x => x.EventId).ToArray(),
+            contactIds = events.Select(x => x.ContactId).ToArray(),
+            types = events.Select(x => x.Type).ToArray(),
+            names = events.Select(x => x.Name).ToArray(),
+            channels = events.Select(x => x.Channel).ToArray(),
+            messageIds = events.Select(x => x.MessageId).ToArray(),
+            campaignIds = events.Select(x => x.CampaignId).ToArray(),
+            occurredAts = events.Select(x => x.OccurredAt.UtcDateTime).ToArray(),
+            properties = events.Select(x => x.PropertiesJson).ToArray(),
         }, scope.Transaction, cancellationToken: ct));
-        await scope.CommitAsync(ct);
     }
 }
 
 /// <summary>SQL fragments every projection shares: the contact row an event implies, and the dirty mark.</summary>
 internal static class Dirty
 {
-    /// <summary>A contact first seen through a consent or an outcome gets a bare row (no profile yet).</summary>
-    public const string EnsureContact = """
-        INSERT INTO contacts (tenant_id, contact_id, created_at)
-        SELECT @TenantId, @ContactId, @OccurredAt
-        WHERE NOT EXISTS (SELECT 1 FROM erased_contacts x WHERE x.tenant_id = @TenantId AND x.contact_id = @ContactId)
-        ON CONFLICT (tenant_id, contact_id) DO NOTHING;
+    /// <summary>
+    /// The bare rows of the contacts of a batch <c>c(contact_id, occurred_at)</c> (the body of a CTE), for a
+    /// contact first seen through a consent or an outcome.
+    /// </summary>
+    public const string EnsureContacts = """
+            INSERT INTO contacts (tenant_id, contact_id, created_at)
+            SELECT @tenant, contact_id, min(occurred_at) FROM c GROUP BY contact_id
+            ON CONFLICT (tenant_id, contact_id) DO NOTHING
+        """;
 
+    /// <summary>Ends a statement whose CTE <c>written</c> returns the contact_id of every row it wrote: marks them dirty.</summary>
+    public const string MarkWritten = """
+        INSERT INTO dirty_contacts (tenant_id, contact_id)
+        SELECT DISTINCT @tenant, contact_id FROM written
+        ON CONFLICT (tenant_id, contact_id) DO UPDATE SET marked_at = now()
         """;
 
     public const string MarkOne = """

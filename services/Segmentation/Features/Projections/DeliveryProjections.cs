@@ -40,14 +40,40 @@ public sealed class ChannelUnreachableConsumer(TenantDb db) : IConsumer<ChannelU
         var e = context.Message;
         var ct = context.CancellationToken;
         await using var scope = await db.BeginAsync(e.TenantId, ct);
-        await scope.Connection.ExecuteAsync(new CommandDefinition(Dirty.EnsureContact + """
-            INSERT INTO unreachable_channels (tenant_id, contact_id, channel, reason, occurred_at)
-            SELECT @TenantId, @ContactId, @Channel, @Reason, @OccurredAt
-            WHERE NOT EXISTS (SELECT 1 FROM erased_contacts x WHERE x.tenant_id = @TenantId AND x.contact_id = @ContactId)
-            ON CONFLICT (tenant_id, contact_id, channel) DO UPDATE SET reason = excluded.reason, occurred_at = excluded.occurred_at
-            WHERE unreachable_channels.occurred_at <= excluded.occurred_at
-            """ + Dirty.MarkOne, new { e.TenantId, e.ContactId, e.Channel, e.Reason, e.OccurredAt }, scope.Transaction, cancellationToken: ct));
+        await UnreachableProjection.ApplyAsync(scope, e.TenantId, [new UnreachableProjection.Row(e.ContactId, e.Channel, e.Reason, e.OccurredAt)], ct);
         await scope.CommitAsync(ct);
+    }
+}
+
+/// <summary>Writes unreachable channels (Delivery's events, and Contacts' export of them), the latest report per channel winning.</summary>
+public static class UnreachableProjection
+{
+    public sealed record Row(Guid ContactId, string Channel, string Reason, DateTimeOffset OccurredAt);
+
+    public static Task ApplyAsync(TenantTransaction scope, string tenant, IReadOnlyList<Row> rows, CancellationToken ct)
+    {
+        if (rows.Count == 0) return Task.CompletedTask;
+        return scope.Connection.ExecuteAsync(new CommandDefinition("""
+            WITH c AS (
+                SELECT * FROM unnest(@contactIds, @channels, @reasons, @occurredAts) AS c(contact_id, channel, reason, occurred_at)
+                WHERE NOT EXISTS (SELECT 1 FROM erased_contacts x WHERE x.tenant_id = @tenant AND x.contact_id = c.contact_id)
+            ), contacts_seen AS (
+            """ + Dirty.EnsureContacts + """
+            ), written AS (
+                INSERT INTO unreachable_channels (tenant_id, contact_id, channel, reason, occurred_at)
+                SELECT @tenant, contact_id, channel, reason, occurred_at FROM c
+                ON CONFLICT (tenant_id, contact_id, channel) DO UPDATE SET reason = excluded.reason, occurred_at = excluded.occurred_at
+                WHERE unreachable_channels.occurred_at <= excluded.occurred_at
+                RETURNING contact_id
+            )
+            """ + Dirty.MarkWritten, new
+        {
+            tenant,
+            contactIds = rows.Select(r => r.ContactId).ToArray(),
+            channels = rows.Select(r => r.Channel).ToArray(),
+            reasons = rows.Select(r => r.Reason).ToArray(),
+            occurredAts = rows.Select(r => r.OccurredAt.UtcDateTime).ToArray(),
+        }, scope.Transaction, cancellationToken: ct));
     }
 }
 
@@ -76,10 +102,7 @@ internal static class MessageOutcomes
                 WHERE messages.occurred_at < excluded.occurred_at
                 RETURNING contact_id
             )
-            INSERT INTO dirty_contacts (tenant_id, contact_id)
-            SELECT DISTINCT @tenant, contact_id FROM written
-            ON CONFLICT (tenant_id, contact_id) DO UPDATE SET marked_at = now()
-            """, new
+            """ + Dirty.MarkWritten, new
         {
             tenant, outcome,
             messageIds = rows.Select(r => r.MessageId).ToArray(),
