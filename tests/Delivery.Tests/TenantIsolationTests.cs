@@ -24,6 +24,11 @@ public sealed class TenantIsolationTests(DeliveryFixture fx)
         var t = await fx.NewWorkspaceAsync(rules: new FrequencyCapRule { RuleId = "weekly", Scope = CapScope.AllMarketing, Limit = 5, WindowSeconds = 7 * 86400 });
         await fx.Client.SetQuietHoursAsync(new SetQuietHoursRequest { QuietHours = new QuietHours { Enabled = false, Start = "21:00", End = "08:00" } }, fx.As(t));
         var c = await fx.NewContactAsync(t, phone: phone, consents: [SmsMarketingIn, ("sms", "marketing_night", "opted_in")]);
+        // A customer webhook, so that the send below leaves a delivery row of this workspace too (nothing listens there).
+        await fx.Client.CreateWebhookEndpointAsync(new CreateWebhookEndpointRequest
+        {
+            Endpoint = new WebhookEndpoint { Url = "http://127.0.0.1:9/hooks", EventTypes = { "message.sent" }, Enabled = true },
+        }, fx.As(t));
         var sent = await fx.Client.SendMessageAsync(new SendMessageRequest
         {
             IdempotencyKey = "now", ContactId = c.ToString(), Channel = Channel.Sms, Purpose = Purpose.Transactional, TextBody = "주문 확인", CampaignId = "spring",
@@ -89,7 +94,8 @@ public sealed class TenantIsolationTests(DeliveryFixture fx)
 
         // And the tables themselves, to a query that forgot its tenant filter.
         var views = await TenantIsolationProbe.ViewAsync(fx.ConnectionString, a.Tenant, b.Tenant);
-        Assert.Equal(["cap_rules", "contact_channels", "contact_consents", "delivery_settings", "message_events", "message_provider_ids", "messages", "provider_accounts"],
+        Assert.Equal(["cap_rules", "contact_channels", "contact_consents", "delivery_settings", "message_events", "message_provider_ids", "messages", "provider_accounts",
+                "webhook_deliveries", "webhook_endpoints"],
             views.Select(v => v.Table).Order());
         Assert.All(views, v => Assert.True(v.Enabled && v.Forced, $"{v.Table}: row-level security enabled {v.Enabled}, forced {v.Forced}"));
         Assert.All(views, v => Assert.True(v.OwnerSeesOfOther > 0, $"{v.Table} has no rows of the other tenant"));

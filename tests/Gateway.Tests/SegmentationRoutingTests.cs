@@ -130,7 +130,7 @@ public sealed class SegmentationRoutingTests : IAsyncLifetime
         Assert.Equal(HttpStatusCode.OK, (await reader.PostAsJsonAsync("/v1/api-keys", new { name = "segments reader", scopes = new[] { Scope.SegmentsRead } })).StatusCode);
     }
 
-    [Fact(Skip = "Needs Segmentation's ListSegments and GetRfmReport (the segments and RFM areas, built in parallel): un-skip once they are merged.")]
+    [Fact]
     public async Task Should_refuse_segmentation_calls_to_a_key_without_the_segments_scopes()
     {
         var contactsOnly = (await CreateKeyAsync(_gateway.Tokens.Issue("gw-seg-refused", [Scope.All]), Scope.ContactsRead, Scope.ContactsWrite))
