@@ -139,6 +139,40 @@ public sealed class DeliveryPipelineTests(DeliveryFixture fx)
     }
 
     [Fact]
+    public async Task Should_cut_an_erased_contacts_address_out_of_the_provider_errors_that_quote_it()
+    {
+        var t = await fx.NewWorkspaceAsync();
+        const string phone = "+821046461212";
+        const string digits = "821046461212"; // JSON payloads escape the '+'; the digits are in every form
+        var c = await fx.NewContactAsync(t, phone: phone);
+        await fx.Client.CreateWebhookEndpointAsync(new CreateWebhookEndpointRequest
+        {
+            Endpoint = new WebhookEndpoint { Url = "http://127.0.0.1:9/hooks", EventTypes = { "message.failed" }, Enabled = true },
+        }, fx.As(t));
+        fx.Twilio.EnqueueFor(phone, TwilioBehavior.InvalidTo());
+        var failed = await fx.Client.SendMessageAsync(Sms(c, "bad-number", Purpose.Transactional, "주문 확인"), fx.As(t));
+        Assert.Equal(MessageStatus.Failed, failed.Status);
+        Assert.Contains(phone, failed.Reason); // Twilio quotes the number
+        const string quoting = "SELECT (SELECT count(*) FROM messages WHERE tenant_id = @t AND strpos(reason, @digits) > 0)"
+            + " + (SELECT count(*) FROM message_events WHERE tenant_id = @t AND strpos(reason, @digits) > 0)"
+            + " + (SELECT count(*) FROM webhook_deliveries WHERE tenant_id = @t AND strpos(payload, @digits) > 0)";
+        await using var db = new Npgsql.NpgsqlConnection(fx.ConnectionString);
+        var before = await Dapper.SqlMapper.QuerySingleAsync<(long Messages, long Events, long Webhooks)>(db,
+            "SELECT (SELECT count(*) FROM messages WHERE tenant_id = @t AND strpos(reason, @digits) > 0),"
+            + " (SELECT count(*) FROM message_events WHERE tenant_id = @t AND strpos(reason, @digits) > 0),"
+            + " (SELECT count(*) FROM webhook_deliveries WHERE tenant_id = @t AND strpos(payload, @digits) > 0)", new { t, digits });
+        Assert.Equal((1L, 1L, 1L), before);
+
+        await fx.PublishAsync(new Crm.Contracts.Contacts.ContactErased(t, c, DateTimeOffset.UtcNow));
+        await fx.WaitUntilAsync($"SELECT count(*) FROM contact_channels WHERE tenant_id = '{t}' AND contact_id = '{c}' AND erased", 1);
+        Assert.Equal(0L, await Dapper.SqlMapper.ExecuteScalarAsync<long>(db, quoting, new { t, digits }));
+        Assert.Equal(0L, await Dapper.SqlMapper.ExecuteScalarAsync<long>(db, "SELECT count(*) FROM outbox_messages WHERE strpos(payload, @digits) > 0", new { digits }));
+        var after = await fx.Client.GetMessageAsync(new GetMessageRequest { MessageId = failed.MessageId }, fx.As(t));
+        Assert.Contains("21211", after.Reason); // the code stays for the ledger
+        Assert.Contains("[erased]", after.Reason);
+    }
+
+    [Fact]
     public async Task Should_defer_at_night_without_night_consent_and_release_at_eight()
     {
         var t = await fx.NewWorkspaceAsync();

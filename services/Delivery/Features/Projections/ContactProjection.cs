@@ -66,8 +66,8 @@ public sealed class ContactErasedConsumer(TenantDb db, TenantPolicies policies, 
         var ct = context.CancellationToken;
         await using var scope = await db.BeginAsync(e.TenantId, ct);
         var conn = scope.Connection;
-        var phone = await conn.QuerySingleOrDefaultAsync<string?>(
-            "SELECT phone FROM contact_channels WHERE tenant_id = @TenantId AND contact_id = @ContactId", new { e.TenantId, e.ContactId });
+        var address = await conn.QuerySingleOrDefaultAsync<(string? Phone, string? Email)>(
+            "SELECT phone, email FROM contact_channels WHERE tenant_id = @TenantId AND contact_id = @ContactId", new { e.TenantId, e.ContactId });
         await conn.ExecuteAsync("""
             INSERT INTO contact_channels (tenant_id, contact_id, erased, suppressed, version_at)
             VALUES (@TenantId, @ContactId, true, true, @OccurredAt)
@@ -77,11 +77,32 @@ public sealed class ContactErasedConsumer(TenantDb db, TenantPolicies policies, 
             UPDATE messages SET subject = NULL, text_body = NULL, html_body = NULL
             WHERE tenant_id = @TenantId AND contact_id = @ContactId AND (subject IS NOT NULL OR text_body IS NOT NULL OR html_body IS NOT NULL);
             """, new { e.TenantId, e.ContactId, e.OccurredAt });
-        if (phone is not null)
+        // Opt-out replies from their number still in the outbox (before the address is cut out below).
+        if (address.Phone is not null)
             await conn.ExecuteAsync("""
                 UPDATE outbox_messages SET payload = (payload::jsonb || '{"from": "", "body": ""}')::text
                 WHERE message_type = @type AND payload::jsonb @> jsonb_build_object('tenantId', @TenantId::text, 'from', @phone::text)
-                """, new { type = Outbox.TypeName<SmsReplyReceived>(), e.TenantId, phone });
+                """, new { type = Outbox.TypeName<SmsReplyReceived>(), e.TenantId, phone = address.Phone });
+        // Providers quote the address in their errors ("Invalid 'To' Phone Number: +8210…", an SMTP 550 naming
+        // the mailbox), and those reasons travel on: the message, its timeline, the MessagesFailed event still in
+        // the outbox and the customer webhooks queued for it. The address is cut out of each; codes and the rest stay.
+        // JSON payloads hold the address as their serializer escaped it ('+' as \u002B): both forms are cut.
+        foreach (var value in new[] { address.Phone, address.Email }.Where(v => !string.IsNullOrEmpty(v))
+                     .SelectMany(v => new[] { v!, System.Text.Json.JsonSerializer.Serialize(v)[1..^1] }).Distinct())
+        {
+            await conn.ExecuteAsync("""
+                UPDATE messages SET reason = replace(reason, @value, '[erased]')
+                WHERE tenant_id = @TenantId AND contact_id = @ContactId AND strpos(reason, @value) > 0;
+                UPDATE message_events v SET reason = replace(v.reason, @value, '[erased]')
+                FROM messages m
+                WHERE m.tenant_id = @TenantId AND m.contact_id = @ContactId
+                  AND v.tenant_id = m.tenant_id AND v.message_id = m.message_id AND strpos(v.reason, @value) > 0;
+                UPDATE webhook_deliveries SET payload = replace(payload, @value, '[erased]')
+                WHERE tenant_id = @TenantId AND strpos(payload, @ContactId::text) > 0 AND strpos(payload, @value) > 0;
+                UPDATE outbox_messages SET payload = replace(payload, @value, '[erased]')
+                WHERE strpos(payload, @TenantId) > 0 AND strpos(payload, @value) > 0;
+                """, new { e.TenantId, e.ContactId, value });
+        }
         await scope.CommitAsync(ct);
         await caps.ForgetAsync(await policies.GetAsync(e.TenantId, ct), e.ContactId);
     }
