@@ -34,6 +34,8 @@ public static class ContactsModule
         {
             bus.AddConsumer<Features.Channels.ChannelUnreachableConsumer, Features.Channels.ChannelUnreachableConsumerDefinition>();
             bus.AddConsumer<Features.Consent.SmsReplyConsumer, Features.Consent.SmsReplyConsumerDefinition>();
+            bus.AddConsumer<Features.Consent.UnsubscribeConsumer, Features.Consent.UnsubscribeConsumerDefinition>();
+            bus.AddConsumer<Features.Engagement.EngagementObservedConsumer, Features.Engagement.EngagementObservedConsumerDefinition>();
         });
         services.AddCrmGrpc(builder.Configuration);
         services.AddSingleton<Workspaces>();

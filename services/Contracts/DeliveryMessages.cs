@@ -59,3 +59,28 @@ public sealed record ChannelUnreachable(
 /// message as evidence.
 /// </summary>
 public sealed record SmsReplyReceived(string TenantId, string From, string To, string Body, string ProviderMessageId, bool OptOut, DateTimeOffset ReceivedAt);
+
+/// <summary>
+/// What Delivery observed coming back from its messages (delivery receipts, opens, clicks, bounces, complaints,
+/// unsubscribes), a batch at a time. Contacts records each as an engagement event (announced as
+/// EngagementRecorded, so Segmentation sees it); EventId is the dedupe key of the observation, so a provider
+/// repeating itself, or this event delivered twice, records it once.
+/// </summary>
+public sealed record EngagementObserved(string TenantId, IReadOnlyList<ObservedEngagement> Events);
+
+/// <summary>
+/// One observation. Type: delivered, opened, machine_opened (a mail privacy proxy or prefetcher fetched the
+/// pixel, kept apart from opens), clicked, bounced, complained, unsubscribed. PropertiesJson: a JSON object
+/// (the link and its URL for a click, the bounce type for a bounce, ...).
+/// </summary>
+public sealed record ObservedEngagement(
+    string EventId, Guid ContactId, string Type, string Channel, Guid MessageId, string? CampaignId,
+    DateTimeOffset OccurredAt, string PropertiesJson);
+
+/// <summary>
+/// A recipient used the platform's unsubscribe link (RFC 8058 one-click POST, or the confirmation page's
+/// button): Contacts withdraws the contact's marketing consent on the channel, source unsubscribe_link, with
+/// the request (time, address, user agent) as the evidence.
+/// </summary>
+public sealed record UnsubscribeRequested(
+    string TenantId, Guid ContactId, string Channel, Guid MessageId, string? CampaignId, DateTimeOffset RequestedAt, string Evidence);

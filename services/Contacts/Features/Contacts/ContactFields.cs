@@ -245,6 +245,10 @@ public static class Words
         "clicked" => EngagementType.Clicked,
         "converted" => EngagementType.Converted,
         "custom" => EngagementType.Custom,
+        "bounced" => EngagementType.Bounced,
+        "complained" => EngagementType.Complained,
+        "unsubscribed" => EngagementType.Unsubscribed,
+        "machine_opened" => EngagementType.MachineOpened,
         _ => EngagementType.Unspecified,
     };
 
@@ -255,6 +259,10 @@ public static class Words
         EngagementType.Clicked => "clicked",
         EngagementType.Converted => "converted",
         EngagementType.Custom => "custom",
+        EngagementType.Bounced => "bounced",
+        EngagementType.Complained => "complained",
+        EngagementType.Unsubscribed => "unsubscribed",
+        EngagementType.MachineOpened => "machine_opened",
         _ => throw new ArgumentOutOfRangeException(nameof(t)),
     };
 }

@@ -1,5 +1,4 @@
 using Crm.BuildingBlocks.Errors;
-using Crm.BuildingBlocks.Outbox;
 using Crm.BuildingBlocks.Tenancy;
 using Crm.Contacts.Features.Contacts;
 using Crm.Contracts.Contacts;
@@ -39,38 +38,11 @@ public sealed partial class ContactsGrpcService
             contactIds[i] = await ResolveAsync(conn, tx, tenant, request.Events[i].Contact, $"events[{i}].contact");
 
         var events = request.Events;
-        var properties = events.Select(e => e.Properties is null ? "{}" : JsonFormatter.Default.Format(e.Properties)).ToArray();
-        var inserted = (await conn.QueryAsync<string>("""
-            INSERT INTO engagement_events (tenant_id, event_id, contact_id, type, name, channel, message_id, campaign_id, occurred_at, properties)
-            SELECT @tenant, e.event_id, e.contact_id, e.type, e.name, e.channel, e.message_id, e.campaign_id, e.occurred_at, e.properties::jsonb
-            FROM unnest(@eventIds, @contactIds, @types, @names, @channels, @messageIds, @campaignIds, @occurredAts, @properties)
-                 AS e(event_id, contact_id, type, name, channel, message_id, campaign_id, occurred_at, properties)
-            ON CONFLICT (tenant_id, event_id) DO NOTHING
-            RETURNING event_id
-            """, new
-        {
-            tenant,
-            eventIds = events.Select(e => e.EventId).ToArray(),
-            contactIds,
-            types = events.Select(e => Words.Of(e.Type)).ToArray(),
-            names = events.Select(e => NullIfEmpty(e.Name)).ToArray(),
-            channels = events.Select(e => e.Channel == Channel.Unspecified ? null : Words.Of(e.Channel)).ToArray(),
-            messageIds = events.Select(e => NullIfEmpty(e.MessageId)).ToArray(),
-            campaignIds = events.Select(e => NullIfEmpty(e.CampaignId)).ToArray(),
-            occurredAts = events.Select(e => e.OccurredAt.ToDateTime()).ToArray(),
-            properties,
-        }, tx)).ToHashSet(StringComparer.Ordinal);
-
-        if (inserted.Count > 0)
-        {
-            await Outbox.EnqueueAsync(conn, tx, new EngagementRecorded(tenant, events
-                .Select((e, i) => (e, i))
-                .Where(x => inserted.Contains(x.e.EventId))
-                .Select(x => new RecordedEngagement(x.e.EventId, contactIds[x.i], Words.Of(x.e.Type), NullIfEmpty(x.e.Name),
-                    x.e.Channel == Channel.Unspecified ? null : Words.Of(x.e.Channel), NullIfEmpty(x.e.MessageId),
-                    NullIfEmpty(x.e.CampaignId), new DateTimeOffset(x.e.OccurredAt.ToDateTime(), TimeSpan.Zero), properties[x.i]))
-                .ToArray()));
-        }
+        var recorded = events.Select((e, i) => new RecordedEngagement(e.EventId, contactIds[i], Words.Of(e.Type), NullIfEmpty(e.Name),
+            e.Channel == Channel.Unspecified ? null : Words.Of(e.Channel), NullIfEmpty(e.MessageId), NullIfEmpty(e.CampaignId),
+            new DateTimeOffset(e.OccurredAt.ToDateTime(), TimeSpan.Zero),
+            e.Properties is null ? "{}" : JsonFormatter.Default.Format(e.Properties))).ToArray();
+        var inserted = await Engagement.EngagementLog.RecordAsync(conn, tx, tenant, recorded);
         await tx.CommitAsync(ct);
         return new RecordEngagementResponse { Recorded = inserted.Count, Duplicates = events.Count - inserted.Count };
     }
