@@ -12,6 +12,8 @@ using Crm.Delivery.Features.Messages;
 using Crm.Delivery.Features.Policies;
 using Crm.Delivery.Features.Projections;
 using Crm.Delivery.Features.Receipts;
+using Crm.Delivery.Features.Tracking;
+using Crm.Delivery.Features.Unsubscribe;
 using Crm.Delivery.Features.Webhooks;
 using Crm.Delivery.Pipeline;
 using Crm.Delivery.Security;
@@ -62,6 +64,11 @@ public static class DeliveryModule
         services.AddHttpClient(WebhookDispatcher.HttpClientName, c => c.Timeout = Timeout.InfiniteTimeSpan) // per attempt, in the dispatcher
             .ConfigurePrimaryHttpMessageHandler(sp => sp.GetRequiredService<OutboundGuard>().CreateHttpHandler());
 
+        services.AddSingleton<TrackingLinks>();
+        services.AddSingleton<EmailComposer>();
+        services.AddHttpClient(SnsNotifications.HttpClientName, c => c.Timeout = TimeSpan.FromSeconds(10))
+            .ConfigurePrimaryHttpMessageHandler(sp => sp.GetRequiredService<OutboundGuard>().CreateHttpHandler());
+        services.AddSingleton<SnsMessageVerifier>();
         services.AddSingleton<TenantPolicies>();
         services.AddSingleton<FrequencyCaps>();
         services.AddSingleton<ProviderThrottle>();
@@ -80,6 +87,9 @@ public static class DeliveryModule
         app.MapGrpcService<DeliveryGrpcService>();
         app.MapTwilioStatusCallbacks();
         app.MapTwilioIncomingMessages();
+        app.MapTracking();
+        app.MapUnsubscribe();
+        app.MapEmailFeedback();
         return app;
     }
 }

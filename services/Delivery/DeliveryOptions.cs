@@ -71,6 +71,12 @@ public sealed class DeliveryOptions
 
     /// <summary>Customer webhooks' dispatcher (Delivery:Webhooks).</summary>
     public WebhookOptions Webhooks { get; set; } = new();
+
+    /// <summary>Open and click tracking and the platform's unsubscribe link (Delivery:Tracking).</summary>
+    public Features.Tracking.TrackingOptions Tracking { get; set; } = new();
+
+    /// <summary>Amazon SES bounce and complaint notifications through SNS (Delivery:Sns).</summary>
+    public Features.Receipts.SnsOptions Sns { get; set; } = new();
 }
 
 /// <summary>Checked at start-up (ValidateOnStart): a missing key or a malformed setting stops the service, naming the setting.</summary>
@@ -109,6 +115,15 @@ public sealed class DeliveryOptionsValidator : IValidateOptions<DeliveryOptions>
         Check(w.PollInterval > TimeSpan.Zero, "Webhooks:PollInterval", "must be positive");
         Check(w.BatchSize >= 1, "Webhooks:BatchSize", "must be at least 1");
         Check(w.Concurrency >= 1, "Webhooks:Concurrency", "must be at least 1");
+        var t = o.Tracking;
+        Check(t.BaseUrl.Length == 0 || (Uri.TryCreate(t.BaseUrl, UriKind.Absolute, out var tu) && tu.Scheme == "https" && tu.Query.Length == 0),
+            "Tracking:BaseUrl", $"'{t.BaseUrl}' is not an absolute https URL (one-click unsubscribe links must be https)");
+        Check(t.BaseUrl.Length == 0 || IsKey(t.SigningKey), "Tracking:SigningKey",
+            "is required with Tracking:BaseUrl: the base64 of 32 random bytes (tracking and unsubscribe links are signed with it)");
+        Check(t.MachineOpenWindow >= TimeSpan.Zero, "Tracking:MachineOpenWindow", "must not be negative");
+        Check(o.Sns.MaxAge > TimeSpan.Zero, "Sns:MaxAge", "must be positive");
+        Check(o.Sns.CertificateHosts.All(h => h.Length > 0 && Uri.CheckHostName(h.Split(':')[0]) != UriHostNameType.Unknown), "Sns:CertificateHosts",
+            "must hold host names (host or host:port)");
         return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
     }
 

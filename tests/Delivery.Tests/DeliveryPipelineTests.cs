@@ -71,6 +71,10 @@ public sealed class DeliveryPipelineTests(DeliveryFixture fx)
         var delivered = await fx.Client.GetMessageAsync(new GetMessageRequest { MessageId = m.MessageId }, fx.As(t));
         Assert.Equal(MessageStatus.Delivered, delivered.Status);
         Assert.Equal([MessageStatus.Accepted, MessageStatus.Sent, MessageStatus.Delivered], delivered.Timeline.Select(s => s.Status));
+        // Twilio repeats itself: the delivery is one engagement event for Contacts.
+        Assert.Equal(204, (await fx.Twilio.SendStatusCallbackAsync(m.ProviderMessageId, "delivered")).ResponseStatus);
+        Assert.Equal(["delivered"], await WayBack.TypesAsync(fx, t));
+        Assert.Equal(1, await WayBack.OutboxCountAsync<EngagementObserved>(fx, t));
 
         using var http = new HttpClient();
         var forged = await http.PostAsync(Crm.Delivery.Features.Receipts.TwilioStatusCallbacks.UrlFor(fx.Host.HttpAddress.ToString(), t, "twilio-main"),

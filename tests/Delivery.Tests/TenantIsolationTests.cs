@@ -23,7 +23,16 @@ public sealed class TenantIsolationTests(DeliveryFixture fx)
     {
         var t = await fx.NewWorkspaceAsync(rules: new FrequencyCapRule { RuleId = "weekly", Scope = CapScope.AllMarketing, Limit = 5, WindowSeconds = 7 * 86400 });
         await fx.Client.SetQuietHoursAsync(new SetQuietHoursRequest { QuietHours = new QuietHours { Enabled = false, Start = "21:00", End = "08:00" } }, fx.As(t));
-        var c = await fx.NewContactAsync(t, phone: phone, consents: [SmsMarketingIn, ("sms", "marketing_night", "opted_in")]);
+        var email = $"isolated{phone[^1]}@example.kr";
+        var c = await fx.NewContactAsync(t, phone: phone, email: email,
+            consents: [SmsMarketingIn, ("sms", "marketing_night", "opted_in"), ("email", "marketing", "opted_in"), ("email", "marketing_night", "opted_in")]);
+        // Email feedback settings, and an opened marketing email (an engagement observation).
+        await fx.Client.SetEmailFeedbackAsync(new SetEmailFeedbackRequest { SnsTopicArns = { "arn:aws:sns:ap-northeast-2:123456789012:ses" } }, fx.As(t));
+        var opened = WayBack.MarketingEmail(c, "opened");
+        opened.CampaignId = "";
+        await fx.Client.SendMessageAsync(opened, fx.As(t));
+        var pixel = Assert.Single(WayBack.PlatformPaths((await WayBack.ReceivedAsync(fx, email)).HtmlBody!, "t/o/"));
+        using (var http = WayBack.NoRedirects(fx)) Assert.Equal(System.Net.HttpStatusCode.OK, (await http.GetAsync(pixel)).StatusCode);
         // A customer webhook, so that the send below leaves a delivery row of this workspace too (nothing listens there).
         await fx.Client.CreateWebhookEndpointAsync(new CreateWebhookEndpointRequest
         {
@@ -94,8 +103,8 @@ public sealed class TenantIsolationTests(DeliveryFixture fx)
 
         // And the tables themselves, to a query that forgot its tenant filter.
         var views = await TenantIsolationProbe.ViewAsync(fx.ConnectionString, a.Tenant, b.Tenant);
-        Assert.Equal(["cap_rules", "contact_channels", "contact_consents", "delivery_settings", "message_events", "message_provider_ids", "messages", "provider_accounts",
-                "webhook_deliveries", "webhook_endpoints"],
+        Assert.Equal(["cap_rules", "contact_channels", "contact_consents", "delivery_settings", "email_feedback_settings", "engagement_observations",
+                "message_events", "message_provider_ids", "messages", "provider_accounts", "webhook_deliveries", "webhook_endpoints"],
             views.Select(v => v.Table).Order());
         Assert.All(views, v => Assert.True(v.Enabled && v.Forced, $"{v.Table}: row-level security enabled {v.Enabled}, forced {v.Forced}"));
         Assert.All(views, v => Assert.True(v.OwnerSeesOfOther > 0, $"{v.Table} has no rows of the other tenant"));

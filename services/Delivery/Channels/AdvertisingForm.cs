@@ -58,7 +58,7 @@ public static class AdvertisingForm
         }
         if (mailto is not null)
         {
-            var mailtoUri = mailto.StartsWith("mailto:", StringComparison.OrdinalIgnoreCase) ? mailto : "mailto:" + mailto;
+            var mailtoUri = MailtoUri(mailto);
             if (!mailtoUri.Contains('@', StringComparison.Ordinal))
             {
                 throw new ArgumentException($"'{mailto}' is not a mailto address.", nameof(mailto));
@@ -77,6 +77,10 @@ public static class AdvertisingForm
         }
         return headers;
     }
+
+    /// <summary>An address as a mailto: URI (a mailto: URI as it is).</summary>
+    public static string MailtoUri(string mailto) =>
+        mailto.StartsWith("mailto:", StringComparison.OrdinalIgnoreCase) ? mailto : "mailto:" + mailto;
 
     private static string Bracketable(string uri, string parameter) =>
         uri.All(c => c is > ' ' and <= '~' and not '<' and not '>')

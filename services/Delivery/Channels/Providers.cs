@@ -6,8 +6,9 @@ namespace Crm.Delivery.Channels;
 /// <param name="Secret">Twilio auth token; SMTP password (may be null).</param>
 public sealed record ProviderAccountConfig(string AccountId, string Kind, IReadOnlyDictionary<string, string> Settings, string? Secret)
 {
-    /// <summary>Delivery receipts come back naming the provider's message id (Twilio status callbacks), so such ids are indexed.</summary>
-    public bool SendsReceipts => Kind == Sms.TwilioSmsSender.Kind;
+    /// <summary>Delivery receipts come back naming the provider's message id (Twilio status callbacks; an email's Message-Id
+    /// in bounces and complaints), so such ids are indexed.</summary>
+    public bool SendsReceipts => Kind is Sms.TwilioSmsSender.Kind or Email.SmtpEmailSender.Kind;
 }
 
 /// <summary>Text from a provider (an error message, an SMTP reply) as far as it is stored and returned to a tenant.</summary>

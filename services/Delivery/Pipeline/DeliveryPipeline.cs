@@ -27,6 +27,7 @@ public sealed class DeliveryPipeline(
     ProviderThrottle throttle,
     ISmsSender sms,
     IEmailSender email,
+    Channels.Email.EmailComposer composer,
     DeliveryOptions options,
     TimeProvider clock,
     ILogger<DeliveryPipeline> logger)
@@ -254,20 +255,13 @@ public sealed class DeliveryPipeline(
         }
         else
         {
-            var headers = new Dictionary<string, string>();
-            if (m.Purpose == "marketing")
+            var composed = composer.Compose(m, policy.Settings, config, contact.Email!);
+            if (composed.Email is null)
             {
-                var url = policy.Settings.UnsubscribeUrl.Replace("{message_id}", m.MessageId.ToString("N"), StringComparison.Ordinal);
-                var mailto = policy.Settings.UnsubscribeMailto;
-                if (url.Length == 0 && mailto.Length == 0)
-                {
-                    outcomes.Fail(m, "marketing email needs an unsubscribe URL or address (SetSenderProfile)", unreachable: false);
-                    return;
-                }
-                foreach (var (k, v) in AdvertisingForm.UnsubscribeHeaders(url.Length > 0 ? url : null, mailto.Length > 0 ? mailto : null)) headers[k] = v;
+                outcomes.Fail(m, composed.Problem!, unreachable: false);
+                return;
             }
-            outcome = await (account.Kind == NoopSender.Kind ? Noop : email)
-                .SendAsync(config, new OutgoingEmail(contact.Email!, null, m.Subject ?? "", m.TextBody, m.HtmlBody, headers), ct);
+            outcome = await (account.Kind == NoopSender.Kind ? Noop : email).SendAsync(config, composed.Email, ct);
         }
 
         switch (outcome.Kind)

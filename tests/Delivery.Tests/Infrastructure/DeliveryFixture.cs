@@ -26,11 +26,16 @@ public sealed class DeliveryFixture : IAsyncLifetime
 
     public string RedisPrefix { get; } = $"test-{Guid.NewGuid():N}:";
     public string SecretKey { get; } = Convert.ToBase64String(RandomNumberGenerator.GetBytes(32));
+    public string TrackingKey { get; } = Convert.ToBase64String(RandomNumberGenerator.GetBytes(32));
     public string ConnectionString { get; private set; } = "";
     public string RabbitMqUri { get; private set; } = "";
     public ShiftedClock Clock { get; } = new();
     public FakeTwilioServer Twilio { get; } = new();
     public FakeSmtpServer Smtp { get; } = new();
+    public Crm.Fakes.Sns.FakeSnsServer Sns { get; } = new();
+
+    /// <summary>Where tracking and unsubscribe links point (Delivery:Tracking:BaseUrl); tests call the same paths on the host.</summary>
+    public const string TrackingBaseUrl = "https://t.crm.test";
     public ConnectionMultiplexer Redis { get; private set; } = null!;
     public ServiceHost Host => _hosts[0];
     public DeliveryService.DeliveryServiceClient Client => new(Host.Channel);
@@ -46,6 +51,7 @@ public sealed class DeliveryFixture : IAsyncLifetime
         Redis = await ConnectionMultiplexer.ConnectAsync(TestServers.Redis);
         await Twilio.StartAsync();
         await Smtp.StartAsync();
+        await Sns.StartAsync();
         _hosts.Add(await StartHostAsync());
         _bus = Bus.Factory.CreateUsingRabbitMq(cfg => cfg.Host(new Uri(RabbitMqUri)));
         await _bus.StartAsync();
@@ -75,6 +81,9 @@ public sealed class DeliveryFixture : IAsyncLifetime
             ["Delivery:Webhooks:RetrySchedule:1"] = "00:00:00.400",
             ["Delivery:Webhooks:RetrySchedule:2"] = "00:00:00.800",
             ["Delivery:Webhooks:RequestTimeout"] = "00:00:05",
+            ["Delivery:Tracking:BaseUrl"] = TrackingBaseUrl,
+            ["Delivery:Tracking:SigningKey"] = TrackingKey,
+            ["Delivery:Sns:CertificateHosts:0"] = Sns.Authority, // the loopback SNS fake serves its signing certificate
         };
         foreach (var (key, value) in overrides ?? new Dictionary<string, string?>()) settings[key] = value;
         var host = await ServiceHost.StartAsync(
@@ -82,6 +91,14 @@ public sealed class DeliveryFixture : IAsyncLifetime
             {
                 configure(builder);
                 builder.Services.AddSingleton<TimeProvider>(Clock);
+                // The SNS fake's certificate is its own: trusted by thumbprint, as an operator would pin a private CA.
+                // (PostConfigure: after the service's own handler, which it replaces.)
+                builder.Services.PostConfigure<Microsoft.Extensions.Http.HttpClientFactoryOptions>(
+                    Crm.Delivery.Features.Receipts.SnsNotifications.HttpClientName,
+                    o => o.HttpMessageHandlerBuilderActions.Add(b => b.PrimaryHandler = new SocketsHttpHandler
+                    {
+                        SslOptions = { RemoteCertificateValidationCallback = (_, cert, _, _) => cert?.GetCertHashString() == Sns.Certificate.Thumbprint },
+                    }));
             }),
             settings);
         if (_hosts.Count > 0) _hosts.Add(host);
@@ -169,6 +186,7 @@ public sealed class DeliveryFixture : IAsyncLifetime
         Redis.Dispose();
         await Twilio.DisposeAsync();
         await Smtp.DisposeAsync();
+        await Sns.DisposeAsync();
         await TestServers.DropDatabaseAsync(_database);
         await TestServers.DeleteVirtualHostAsync(_vhost);
     }

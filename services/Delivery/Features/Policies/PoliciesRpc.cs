@@ -107,19 +107,21 @@ public sealed partial class DeliveryGrpcService
         await using var scope = await _db.BeginAsync(caller.TenantId, context.CancellationToken);
         var conn = scope.Connection;
         await EnsureSettingsAsync(conn, null, caller.TenantId);
-        var jurisdiction = await conn.ExecuteScalarAsync<string>("""
+        var (jurisdiction, tracking) = await conn.QuerySingleAsync<(string, bool)>("""
             UPDATE delivery_settings SET sender_name = @SenderName, opt_out_number = @OptOutNumber,
                 unsubscribe_url = @UnsubscribeUrl, unsubscribe_mailto = @UnsubscribeMailto,
                 time_zone = coalesce(nullif(@TimeZone, ''), time_zone),
-                jurisdiction = coalesce(nullif(@jurisdiction, ''), jurisdiction)
+                jurisdiction = coalesce(nullif(@jurisdiction, ''), jurisdiction),
+                postal_address = @PostalAddress, tracking_enabled = coalesce(@tracking, tracking_enabled)
             WHERE tenant_id = @tenant
-            RETURNING jurisdiction
+            RETURNING jurisdiction, tracking_enabled
             """, new { tenant = caller.TenantId, p.SenderName, p.OptOutNumber, p.UnsubscribeUrl, p.UnsubscribeMailto, p.TimeZone,
-                jurisdiction = p.Jurisdiction.ToUpperInvariant() });
+                jurisdiction = p.Jurisdiction.ToUpperInvariant(), p.PostalAddress, tracking = p.HasTracking ? p.Tracking : (bool?)null });
         await scope.CommitAsync(context.CancellationToken);
         _policies.Invalidate(caller.TenantId);
         var saved = p.Clone();
         saved.Jurisdiction = jurisdiction;
+        saved.Tracking = tracking;
         return saved;
     }
 

@@ -26,7 +26,8 @@ public sealed record CapRule(string RuleId, string Scope, string ScopeValue, int
 /// <param name="Jurisdiction">ISO 3166-1 alpha-2 country whose messaging law the workspace's marketing follows.</param>
 public sealed record DeliverySettings(
     bool QuietEnabled, string QuietStart, string QuietEnd, string TimeZone, int TransactionalHourlyLimit,
-    string SenderName, string OptOutNumber, string UnsubscribeUrl, string UnsubscribeMailto, string Jurisdiction)
+    string SenderName, string OptOutNumber, string UnsubscribeUrl, string UnsubscribeMailto, string Jurisdiction,
+    bool TrackingEnabled = true, string PostalAddress = "")
 {
     public const string Korea = "KR";
 
@@ -95,7 +96,8 @@ public sealed class TenantPolicies(TenantDb db, SecretBox secrets, TimeProvider 
         var settings = await conn.QuerySingleOrDefaultAsync<DeliverySettings>("""
             SELECT quiet_enabled AS QuietEnabled, quiet_start AS QuietStart, quiet_end AS QuietEnd, time_zone AS TimeZone,
                    transactional_hourly_limit AS TransactionalHourlyLimit, sender_name AS SenderName, opt_out_number AS OptOutNumber,
-                   unsubscribe_url AS UnsubscribeUrl, unsubscribe_mailto AS UnsubscribeMailto, jurisdiction AS Jurisdiction
+                   unsubscribe_url AS UnsubscribeUrl, unsubscribe_mailto AS UnsubscribeMailto, jurisdiction AS Jurisdiction,
+                   tracking_enabled AS TrackingEnabled, postal_address AS PostalAddress
             FROM delivery_settings WHERE tenant_id = @tenant
             """, new { tenant }) ?? DeliverySettings.Default;
         var rules = (await conn.QueryAsync<(string RuleId, string Scope, string ScopeValue, int Limit, long WindowSeconds)>(

@@ -22,16 +22,16 @@ public sealed class ContactUpsertedConsumer(TenantDb db) : IConsumer<ContactUpse
         await using var scope = await db.BeginAsync(e.TenantId, context.CancellationToken);
         var conn = scope.Connection;
         await conn.ExecuteAsync("""
-            INSERT INTO contact_channels (tenant_id, contact_id, email, phone, time_zone, suppressed, version_at)
-            VALUES (@TenantId, @ContactId, @Email, @Phone, @TimeZone, @Suppressed, @OccurredAt)
+            INSERT INTO contact_channels (tenant_id, contact_id, email, phone, time_zone, locale, suppressed, version_at)
+            VALUES (@TenantId, @ContactId, @Email, @Phone, @TimeZone, @Locale, @Suppressed, @OccurredAt)
             ON CONFLICT (tenant_id, contact_id) DO UPDATE SET
-                email = excluded.email, phone = excluded.phone, time_zone = excluded.time_zone,
+                email = excluded.email, phone = excluded.phone, time_zone = excluded.time_zone, locale = excluded.locale,
                 suppressed = excluded.suppressed, version_at = excluded.version_at,
                 -- a new address is worth trying again
                 sms_unreachable = contact_channels.sms_unreachable AND contact_channels.phone IS NOT DISTINCT FROM excluded.phone,
                 email_unreachable = contact_channels.email_unreachable AND contact_channels.email IS NOT DISTINCT FROM excluded.email
             WHERE contact_channels.version_at <= excluded.version_at AND NOT contact_channels.erased
-            """, new { e.TenantId, e.ContactId, e.Email, e.Phone, e.TimeZone, e.Suppressed, e.OccurredAt });
+            """, new { e.TenantId, e.ContactId, e.Email, e.Phone, e.TimeZone, e.Locale, e.Suppressed, e.OccurredAt });
         await scope.CommitAsync(context.CancellationToken);
     }
 }
@@ -72,8 +72,9 @@ public sealed class ContactErasedConsumer(TenantDb db, TenantPolicies policies, 
             INSERT INTO contact_channels (tenant_id, contact_id, erased, suppressed, version_at)
             VALUES (@TenantId, @ContactId, true, true, @OccurredAt)
             ON CONFLICT (tenant_id, contact_id) DO UPDATE SET erased = true, suppressed = true,
-                email = NULL, phone = NULL, time_zone = NULL, version_at = greatest(contact_channels.version_at, excluded.version_at);
+                email = NULL, phone = NULL, time_zone = NULL, locale = NULL, version_at = greatest(contact_channels.version_at, excluded.version_at);
             DELETE FROM contact_consents WHERE tenant_id = @TenantId AND contact_id = @ContactId;
+            DELETE FROM engagement_observations WHERE tenant_id = @TenantId AND contact_id = @ContactId;
             UPDATE messages SET subject = NULL, text_body = NULL, html_body = NULL
             WHERE tenant_id = @TenantId AND contact_id = @ContactId AND (subject IS NOT NULL OR text_body IS NOT NULL OR html_body IS NOT NULL);
             """, new { e.TenantId, e.ContactId, e.OccurredAt });

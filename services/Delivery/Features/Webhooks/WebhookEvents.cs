@@ -17,10 +17,14 @@ public static class WebhookEvents
     public const string MessageFailed = "message.failed";
     public const string MessageSuppressed = "message.suppressed";
 
-    /// <summary>Accepted for subscription; published as the receipts and tracking that produce them arrive.</summary>
-    public static readonly string[] Reserved = ["message.delivered", "message.opened", "message.clicked", "message.unsubscribed"];
+    /// <summary>What comes back (receipts, tracking, the unsubscribe link): queued with the observation that produced it.</summary>
+    public const string MessageDelivered = "message.delivered";
+    public const string MessageOpened = "message.opened";
+    public const string MessageClicked = "message.clicked";
+    public const string MessageUnsubscribed = "message.unsubscribed";
 
-    public static readonly IReadOnlySet<string> All = new HashSet<string>([MessageSent, MessageFailed, MessageSuppressed, .. Reserved], StringComparer.Ordinal);
+    public static readonly IReadOnlySet<string> All = new HashSet<string>(
+        [MessageSent, MessageFailed, MessageSuppressed, MessageDelivered, MessageOpened, MessageClicked, MessageUnsubscribed], StringComparer.Ordinal);
 
     private static readonly JsonSerializerOptions Json = new() { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower };
 
@@ -42,8 +46,15 @@ public static class WebhookEvents
         m.MessageId, m.ContactId, m.Channel, CampaignId = m.CampaignId ?? "", m.Reason, RuleId = m.RuleId ?? "",
     });
 
+    /// <summary>An observation of a message (an open, a click, ...): <paramref name="key"/> is what makes it one, e.g. the link clicked.</summary>
+    public static Event Observed(string type, string key, DateTimeOffset at, object data) =>
+        new(type, $"{type}:{key}", Serialize(type, at, data));
+
     private static Event Create(string type, Guid messageId, DateTimeOffset at, object data) =>
-        new(type, $"{type}:{messageId}", JsonSerializer.Serialize(new { Type = type, Timestamp = at.UtcDateTime, Data = data }, Json));
+        new(type, $"{type}:{messageId}", Serialize(type, at, data));
+
+    private static string Serialize(string type, DateTimeOffset at, object data) =>
+        JsonSerializer.Serialize(new { Type = type, Timestamp = at.UtcDateTime, Data = data }, Json);
 
     /// <summary>Queues a delivery of each event to every enabled endpoint of the tenant subscribed to its type.</summary>
     /// <returns>How many deliveries were queued.</returns>
