@@ -1,4 +1,7 @@
+using Crm.BuildingBlocks.Data;
 using Crm.Contracts.Contacts;
+using Crm.Segmentation.Features.Projections;
+using Microsoft.Extensions.DependencyInjection;
 using Crm.Segmentation.Tests.Infrastructure;
 
 namespace Crm.Segmentation.Tests;
@@ -61,6 +64,35 @@ public sealed class OrderProjectionTests(SegmentationFixture fx)
 
         Assert.Equal(40, await DaysAgoAsync(tenant, buyer, now));
         Assert.Equal(10, await DaysAgoAsync(tenant, member, now)); // its profile says when it was created: orders do not change that
+    }
+
+    [Fact]
+    public async Task Should_apply_two_batches_in_one_transaction_each_once()
+    {
+        // The backfill applies page after page in one transaction: the second page must not see the first one's
+        // orders again (the staging table is drained by each batch), so an order the second page changes is
+        // written once, with the second page's state, and the contact is marked dirty once.
+        var tenant = SegmentationFixture.NewTenant();
+        var contact = Guid.NewGuid();
+        var at = DateTimeOffset.UtcNow.AddDays(-3);
+        var db = fx.Host.App.Services.GetRequiredService<TenantDb>();
+        await using (var scope = await db.BeginAsync(tenant))
+        {
+            await OrderProjection.ApplyAsync(scope, tenant, [
+                new RecordedOrder(contact, "p1-a", at, "KRW", 1000m, "completed", ["s-1"], ["c-1"], [new RecordedLine("s-1", "c-1", 1, 1000m)]),
+                new RecordedOrder(contact, "p1-b", at, "KRW", 2000m, "completed", ["s-2"], ["c-2"], [new RecordedLine("s-2", "c-2", 1, 2000m)]),
+            ], CancellationToken.None);
+            await OrderProjection.ApplyAsync(scope, tenant, [
+                new RecordedOrder(contact, "p1-a", at, "KRW", 1000m, "refunded", ["s-1"], ["c-1"], [new RecordedLine("s-1", "c-1", 1, 1000m)]),
+                new RecordedOrder(contact, "p2-c", at, "KRW", 3000m, "completed", ["s-3"], ["c-3"]),
+            ], CancellationToken.None);
+            await scope.CommitAsync();
+        }
+        Assert.Equal("p1-a refunded s-1|c-1|1000;p1-b completed s-2|c-2|2000;p2-c completed s-3|c-3|", await fx.QueryScalarAsync<string>("""
+            SELECT string_agg(order_id || ' ' || status || ' ' || array_to_string(skus, ',') || '|' || array_to_string(categories, ',') || '|'
+                              || coalesce(array_to_string(amounts, ','), ''), ';' ORDER BY order_id)
+            FROM orders WHERE tenant_id = @tenant
+            """, new { tenant }));
     }
 
     private Task<string> LinesAsync(string tenant, string orderId) => fx.QueryScalarAsync<string>(
