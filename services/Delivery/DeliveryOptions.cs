@@ -109,6 +109,9 @@ public sealed class DeliveryOptionsValidator : IValidateOptions<DeliveryOptions>
         Check(w.PollInterval > TimeSpan.Zero, "Webhooks:PollInterval", "must be positive");
         Check(w.BatchSize >= 1, "Webhooks:BatchSize", "must be at least 1");
         Check(w.Concurrency >= 1, "Webhooks:Concurrency", "must be at least 1");
+        Check(w.RetainFor > TimeSpan.Zero, "Webhooks:RetainFor", "must be positive");
+        Check(w.CleanupInterval > TimeSpan.Zero, "Webhooks:CleanupInterval", "must be positive");
+        Check(w.CleanupBatchSize >= 1, "Webhooks:CleanupBatchSize", "must be at least 1");
         return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
     }
 
