@@ -88,7 +88,8 @@ public sealed class TransactionImport
 
         await using var scope = await db.BeginAsync(_run.Tenant, ct);
         var (conn, tx) = scope;
-        await conn.ExecuteAsync(CreateStaging, transaction: tx);
+        _direct = await conn.ExecuteScalarAsync<bool>(CanCopyDirectly, transaction: tx);
+        if (!_direct) await conn.ExecuteAsync(CreateStaging, transaction: tx);
         var parsed = System.Threading.Channels.Channel.CreateBounded<Batch>(new BoundedChannelOptions(1) { SingleReader = true, SingleWriter = true });
         var resolved = System.Threading.Channels.Channel.CreateBounded<Batch>(new BoundedChannelOptions(1) { SingleReader = true, SingleWriter = true });
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(ct);
@@ -200,7 +201,7 @@ public sealed class TransactionImport
             copy.Uuid(_run.ImportId);
         }
         // PostgreSQL ingests the orders while this thread turns them into their events.
-        var copying = fresh.Count > 0 ? CopyOrdersAsync(conn, copy.Finish(), ct) : Task.CompletedTask;
+        var copying = fresh.Count > 0 ? CopyOrdersAsync(conn, copy.Finish(), _direct, ct) : Task.CompletedTask;
         string[] payloads;
         try
         {
@@ -231,14 +232,27 @@ public sealed class TransactionImport
     }
 
     /// <summary>
-    /// The batch's new orders go through a staging table: PostgreSQL refuses COPY FROM into a table
-    /// with row-level security, so they are COPYed into a temporary table (private to this session,
-    /// no policies, no indexes, no WAL) and moved into `orders` by one INSERT … SELECT, where the
-    /// policies' WITH CHECK applies to every row. The staging table holds one batch at a time, so it
-    /// stays within the session's temp buffers.
+    /// PostgreSQL refuses COPY FROM into a table with row-level security for a role it applies to. When the
+    /// migrations could create <c>crm_bulk_orders</c> (NOLOGIN, BYPASSRLS, INSERT on orders and nothing else;
+    /// migration 0018) and made the service's role a member, the batch is COPYed straight into `orders` under
+    /// SET LOCAL ROLE for that statement alone: every row's tenant_id is the import's own tenant, written above
+    /// from the transaction's tenant, never from the file. Otherwise it goes through a staging table: COPYed
+    /// into a temporary table (private to this session, no policies, no indexes, no WAL) and moved into
+    /// `orders` by one INSERT … SELECT, where the policies' WITH CHECK applies to every row. The staging table
+    /// holds one batch at a time, so it stays within the session's temp buffers.
     /// </summary>
-    private static async Task CopyOrdersAsync(NpgsqlConnection conn, ReadOnlyMemory<byte> rows, CancellationToken ct)
+    private static async Task CopyOrdersAsync(NpgsqlConnection conn, ReadOnlyMemory<byte> rows, bool direct, CancellationToken ct)
     {
+        if (direct)
+        {
+            await using (var role = new NpgsqlCommand($"SET LOCAL ROLE {BulkRole}", conn))
+                await role.ExecuteNonQueryAsync(ct);
+            await using (var stream = await conn.BeginRawBinaryCopyAsync($"COPY orders ({OrderColumns}) FROM STDIN (FORMAT BINARY)", ct))
+                await stream.WriteAsync(rows, ct);
+            await using var back = new NpgsqlCommand("SET LOCAL ROLE NONE", conn);
+            await back.ExecuteNonQueryAsync(ct);
+            return;
+        }
         await using (var truncate = new NpgsqlCommand("TRUNCATE import_orders", conn))
             await truncate.ExecuteNonQueryAsync(ct);
         await using (var stream = await conn.BeginRawBinaryCopyAsync(
@@ -247,6 +261,17 @@ public sealed class TransactionImport
         await using var insert = new NpgsqlCommand($"INSERT INTO orders ({OrderColumns}) SELECT {OrderColumns} FROM import_orders", conn);
         await insert.ExecuteNonQueryAsync(ct);
     }
+
+    private const string BulkRole = "crm_bulk_orders";
+
+    /// <summary>Whether this connection's role may switch to <see cref="BulkRole"/> and it may insert into orders without the policies.</summary>
+    private const string CanCopyDirectly = $"""
+        SELECT EXISTS (SELECT FROM pg_roles r WHERE r.rolname = '{BulkRole}' AND r.rolbypassrls
+            AND pg_has_role(current_user, r.oid, 'MEMBER') AND has_table_privilege(r.oid, 'orders', 'INSERT'))
+        """;
+
+    /// <summary>Set per import: the batches go straight into `orders` (see <see cref="CopyOrdersAsync"/>).</summary>
+    private bool _direct;
 
     private const string OrderColumns = "tenant_id, order_id, contact_id, occurred_at, utc_offset_minutes, currency, total, status, lines, import_id";
 
