@@ -81,6 +81,8 @@ public static class DeliveryModule
         services.AddSingleton(sp => ActivatorUtilities.CreateInstance<WebhookDispatcher>(sp,
             sp.GetRequiredService<IHttpClientFactory>().CreateClient(WebhookDispatcher.HttpClientName)));
         services.AddHostedService(sp => sp.GetRequiredService<WebhookDispatcher>());
+        services.AddSingleton<WebhookRetention>();
+        services.AddHostedService(sp => sp.GetRequiredService<WebhookRetention>());
 
         var app = builder.Build();
         app.MapServiceDefaults();

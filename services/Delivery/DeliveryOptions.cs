@@ -124,6 +124,9 @@ public sealed class DeliveryOptionsValidator : IValidateOptions<DeliveryOptions>
         Check(o.Sns.MaxAge > TimeSpan.Zero, "Sns:MaxAge", "must be positive");
         Check(o.Sns.CertificateHosts.All(h => h.Length > 0 && Uri.CheckHostName(h.Split(':')[0]) != UriHostNameType.Unknown), "Sns:CertificateHosts",
             "must hold host names (host or host:port)");
+        Check(w.RetainFor > TimeSpan.Zero, "Webhooks:RetainFor", "must be positive");
+        Check(w.CleanupInterval > TimeSpan.Zero, "Webhooks:CleanupInterval", "must be positive");
+        Check(w.CleanupBatchSize >= 1, "Webhooks:CleanupBatchSize", "must be at least 1");
         return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
     }
 

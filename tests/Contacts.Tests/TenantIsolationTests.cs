@@ -69,4 +69,25 @@ public sealed class TenantIsolationTests(ContactsFixture fx)
         Assert.Equal("42501", refused); // new row violates row-level security policy
         Assert.Equal("42501", await TenantIsolationProbe.TryDisableAsync(fx.ConnectionString, "contacts")); // must be owner
     }
+
+    /// <summary>
+    /// The import's bulk role (migration 0018) skips the policies for its COPY into orders, so it must be good
+    /// for nothing else: switched to by the service's role, it can neither read, change nor delete orders, nor
+    /// touch another table.
+    /// </summary>
+    [Fact]
+    public async Task Should_let_the_import_bulk_role_insert_orders_and_do_nothing_else()
+    {
+        var a = ContactsFixture.NewTenant();
+        var b = ContactsFixture.NewTenant();
+        await FillAsync(b);
+        Task<string?> AsBulkRole(string sql) => TenantIsolationProbe.TryWriteAsOtherAsync(fx.ConnectionString, a,
+            "SET LOCAL ROLE crm_bulk_orders; " + sql, new { b });
+        Assert.Null(await AsBulkRole("INSERT INTO orders (tenant_id, order_id, occurred_at, currency, total, status) SELECT @b, 'bulk-probe', now(), 'KRW', 0, 'completed' WHERE false"));
+        Assert.Equal("42501", await AsBulkRole("SELECT count(*) FROM orders WHERE tenant_id = @b"));
+        Assert.Equal("42501", await AsBulkRole("UPDATE orders SET total = 0 WHERE tenant_id = @b"));
+        Assert.Equal("42501", await AsBulkRole("DELETE FROM orders WHERE tenant_id = @b"));
+        Assert.Equal("42501", await AsBulkRole("SELECT count(*) FROM contacts"));
+        Assert.Equal("42501", await AsBulkRole("INSERT INTO contacts (tenant_id, contact_id, external_id) VALUES (@b, gen_random_uuid(), 'smuggled')"));
+    }
 }

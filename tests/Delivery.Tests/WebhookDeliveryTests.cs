@@ -64,6 +64,18 @@ public sealed class WebhookDeliveryTests(DeliveryFixture fx) : IAsyncLifetime
         }
     }
 
+    private async Task<ListWebhookDeliveriesResponse> WaitForDeliveriesAsync(string tenant, string endpointId, Func<WebhookDelivery, bool> done, int count)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (true)
+        {
+            var list = await fx.Client.ListWebhookDeliveriesAsync(new ListWebhookDeliveriesRequest { EndpointId = endpointId }, fx.As(tenant));
+            if (list.Deliveries.Count(done) >= count) return list;
+            if (DateTime.UtcNow > deadline) throw new TimeoutException($"Fewer than {count} finished deliveries: {list}");
+            await Task.Delay(50);
+        }
+    }
+
     [Fact]
     public async Task Should_deliver_one_signed_message_sent_per_subscribed_endpoint_and_sign_with_both_secrets_across_a_rotation()
     {
@@ -107,7 +119,8 @@ public sealed class WebhookDeliveryTests(DeliveryFixture fx) : IAsyncLifetime
         Assert.Equal(2, At("a").Count);
         Assert.Equal(2, At("b").Count);
         Assert.Empty(At("c"));
-        var listed = await fx.Client.ListWebhookDeliveriesAsync(new ListWebhookDeliveriesRequest { EndpointId = b.Endpoint.EndpointId }, fx.As(t));
+        // An outcome is recorded just after the receiver answered: wait for both records, then look at them.
+        var listed = await WaitForDeliveriesAsync(t, b.Endpoint.EndpointId, d => d.Status != WebhookDeliveryStatus.Pending, 2);
         Assert.Equal(2, listed.Deliveries.Count);
         Assert.All(listed.Deliveries, d => Assert.Equal((WebhookDeliveryStatus.Delivered, 1, 200), (d.Status, d.Attempts, d.LastStatusCode)));
     }

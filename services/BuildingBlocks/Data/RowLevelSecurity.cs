@@ -51,6 +51,16 @@ public static class RowLevelSecurity
             REVOKE INSERT, UPDATE, DELETE ON schema_migrations FROM {role};
             GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {role};
             """, cancellationToken: ct));
+        // Narrow roles a migration created for one bulk path (crm_bulk_orders: INSERT on orders, for
+        // COPY under SET LOCAL ROLE), which the runtime role may switch to; only those the migrator
+        // can hand on.
+        var bulkRoles = await conn.QueryAsync<string>(new CommandDefinition("""
+            SELECT r.rolname FROM pg_roles r
+            WHERE r.rolname LIKE 'crm\_bulk\_%' AND NOT r.rolcanlogin
+              AND ((SELECT rolsuper FROM pg_roles WHERE rolname = current_user) OR pg_has_role(current_user, r.oid, 'USAGE WITH ADMIN OPTION'))
+            """, cancellationToken: ct));
+        foreach (var bulk in bulkRoles)
+            await conn.ExecuteAsync(new CommandDefinition($"GRANT {Quote(bulk)} TO {role}", cancellationToken: ct));
     }
 
     /// <summary>

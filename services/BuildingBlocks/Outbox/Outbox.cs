@@ -28,7 +28,7 @@ public static class Outbox
 
     /// <summary>
     /// Enqueues messages of type <typeparamref name="T"/> already written as JSON in the form <see cref="Json"/>
-    /// gives (a bulk writer that produces its payloads directly, as the transaction import does).
+    /// gives (a bulk writer that produces its payloads directly).
     /// </summary>
     public static async Task EnqueueSerializedAsync<T>(NpgsqlConnection connection, NpgsqlTransaction transaction, string[] payloads)
         where T : class

@@ -57,6 +57,9 @@ internal sealed class PgBinaryCopy
 
     public void Append(ReadOnlySpan<byte> bytes) => _buffer.Write(bytes);
 
+    /// <summary>A text (or json) value already in UTF-8: its binary form is the bytes themselves.</summary>
+    public void Utf8(ReadOnlySpan<byte> text) => Json(text.Length, text);
+
     public void Int4(int value)
     {
         Int32(4);

@@ -88,7 +88,8 @@ public sealed class TransactionImport
 
         await using var scope = await db.BeginAsync(_run.Tenant, ct);
         var (conn, tx) = scope;
-        await conn.ExecuteAsync(CreateStaging, transaction: tx);
+        _direct = await conn.ExecuteScalarAsync<bool>(CanCopyDirectly, transaction: tx);
+        if (!_direct) await conn.ExecuteAsync(CreateStaging, transaction: tx);
         var parsed = System.Threading.Channels.Channel.CreateBounded<Batch>(new BoundedChannelOptions(1) { SingleReader = true, SingleWriter = true });
         var resolved = System.Threading.Channels.Channel.CreateBounded<Batch>(new BoundedChannelOptions(1) { SingleReader = true, SingleWriter = true });
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(ct);
@@ -200,11 +201,17 @@ public sealed class TransactionImport
             copy.Uuid(_run.ImportId);
         }
         // PostgreSQL ingests the orders while this thread turns them into their events.
-        var copying = fresh.Count > 0 ? CopyOrdersAsync(conn, copy.Finish(), ct) : Task.CompletedTask;
-        string[] payloads;
+        var copying = fresh.Count > 0 ? CopyOrdersAsync(conn, copy.Finish(), _direct, ct) : Task.CompletedTask;
+        var events = _events;
+        events.Reset();
         try
         {
-            payloads = fresh.Chunk(OrdersPerEvent).Select(c => batch.EventPayload(_run.Tenant, c)).ToArray();
+            foreach (var chunk in fresh.Chunk(OrdersPerEvent))
+            {
+                events.StartRow(2);
+                events.Text(EventType);
+                events.Utf8(batch.EventPayload(_run.Tenant, chunk));
+            }
         }
         finally
         {
@@ -212,7 +219,7 @@ public sealed class TransactionImport
         }
         _ordersCreated += fresh.Count;
         _guestOrdersCreated += fresh.Count(f => f.CustomerId is null);
-        await Outbox.EnqueueSerializedAsync<TransactionsRecorded>(conn, tx, payloads);
+        if (fresh.Count > 0) await EnqueueEventsAsync(conn, events.Finish(), ct);
 
         // An order whose items were not all consecutive gets the later ones appended, and is announced
         // again with its whole state (total, skus and categories of all its items).
@@ -231,14 +238,27 @@ public sealed class TransactionImport
     }
 
     /// <summary>
-    /// The batch's new orders go through a staging table: PostgreSQL refuses COPY FROM into a table
-    /// with row-level security, so they are COPYed into a temporary table (private to this session,
-    /// no policies, no indexes, no WAL) and moved into `orders` by one INSERT … SELECT, where the
-    /// policies' WITH CHECK applies to every row. The staging table holds one batch at a time, so it
-    /// stays within the session's temp buffers.
+    /// PostgreSQL refuses COPY FROM into a table with row-level security for a role it applies to. When the
+    /// migrations could create <c>crm_bulk_orders</c> (NOLOGIN, BYPASSRLS, INSERT on orders and nothing else;
+    /// migration 0018) and made the service's role a member, the batch is COPYed straight into `orders` under
+    /// SET LOCAL ROLE for that statement alone: every row's tenant_id is the import's own tenant, written above
+    /// from the transaction's tenant, never from the file. Otherwise it goes through a staging table: COPYed
+    /// into a temporary table (private to this session, no policies, no indexes, no WAL) and moved into
+    /// `orders` by one INSERT … SELECT, where the policies' WITH CHECK applies to every row. The staging table
+    /// holds one batch at a time, so it stays within the session's temp buffers.
     /// </summary>
-    private static async Task CopyOrdersAsync(NpgsqlConnection conn, ReadOnlyMemory<byte> rows, CancellationToken ct)
+    private static async Task CopyOrdersAsync(NpgsqlConnection conn, ReadOnlyMemory<byte> rows, bool direct, CancellationToken ct)
     {
+        if (direct)
+        {
+            await using (var role = new NpgsqlCommand($"SET LOCAL ROLE {BulkRole}", conn))
+                await role.ExecuteNonQueryAsync(ct);
+            await using (var stream = await conn.BeginRawBinaryCopyAsync($"COPY orders ({OrderColumns}) FROM STDIN (FORMAT BINARY)", ct))
+                await stream.WriteAsync(rows, ct);
+            await using var back = new NpgsqlCommand("SET LOCAL ROLE NONE", conn);
+            await back.ExecuteNonQueryAsync(ct);
+            return;
+        }
         await using (var truncate = new NpgsqlCommand("TRUNCATE import_orders", conn))
             await truncate.ExecuteNonQueryAsync(ct);
         await using (var stream = await conn.BeginRawBinaryCopyAsync(
@@ -247,6 +267,34 @@ public sealed class TransactionImport
         await using var insert = new NpgsqlCommand($"INSERT INTO orders ({OrderColumns}) SELECT {OrderColumns} FROM import_orders", conn);
         await insert.ExecuteNonQueryAsync(ct);
     }
+
+    /// <summary>
+    /// The batch's TransactionsRecorded events go into the outbox by binary COPY of the payloads' UTF-8 bytes
+    /// as the writer rendered them (a batch's events are megabytes): no string is made of them, and
+    /// PostgreSQL receives no array to unpack. The outbox has no tenant column, so no policy applies; its
+    /// trigger wakes the relay at commit as for any insert.
+    /// </summary>
+    private static async Task EnqueueEventsAsync(NpgsqlConnection conn, ReadOnlyMemory<byte> rows, CancellationToken ct)
+    {
+        await using var stream = await conn.BeginRawBinaryCopyAsync("COPY outbox_messages (message_type, payload) FROM STDIN (FORMAT BINARY)", ct);
+        await stream.WriteAsync(rows, ct);
+    }
+
+    private static readonly string EventType = Outbox.TypeName<TransactionsRecorded>();
+
+    /// <summary>The writer's outbox COPY buffer, reused batch after batch.</summary>
+    private readonly PgBinaryCopy _events = new(1 << 22);
+
+    private const string BulkRole = "crm_bulk_orders";
+
+    /// <summary>Whether this connection's role may switch to <see cref="BulkRole"/> and it may insert into orders without the policies.</summary>
+    private const string CanCopyDirectly = $"""
+        SELECT EXISTS (SELECT FROM pg_roles r WHERE r.rolname = '{BulkRole}' AND r.rolbypassrls
+            AND pg_has_role(current_user, r.oid, 'MEMBER') AND has_table_privilege(r.oid, 'orders', 'INSERT'))
+        """;
+
+    /// <summary>Set per import: the batches go straight into `orders` (see <see cref="CopyOrdersAsync"/>).</summary>
+    private bool _direct;
 
     private const string OrderColumns = "tenant_id, order_id, contact_id, occurred_at, utc_offset_minutes, currency, total, status, lines, import_id";
 
@@ -604,7 +652,7 @@ public sealed class TransactionImport
         /// and categories are already JSON strings there, in the form the outbox's serializer writes
         /// (web defaults: camelCase names, ISO times), so consumers read it as any other event.
         /// </summary>
-        public string EventPayload(string tenant, IEnumerable<Fragment> orders)
+        public ReadOnlySpan<byte> EventPayload(string tenant, IEnumerable<Fragment> orders)
         {
             _payload.ResetWrittenCount();
             using (var w = new Utf8JsonWriter(_payload, PayloadOptions))
@@ -643,7 +691,7 @@ public sealed class TransactionImport
                 w.WriteEndArray();
                 w.WriteEndObject();
             }
-            return Encoding.UTF8.GetString(_payload.WrittenSpan);
+            return _payload.WrittenSpan;
         }
 
         private static readonly JsonWriterOptions PayloadOptions = new() { SkipValidation = true };

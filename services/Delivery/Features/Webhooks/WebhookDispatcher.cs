@@ -1,5 +1,7 @@
+using System.Collections.Concurrent;
 using System.Net;
 using System.Text;
+using System.Threading.Channels;
 using Crm.BuildingBlocks.Data;
 using Crm.Delivery.Channels;
 using Crm.Delivery.Security;
@@ -28,7 +30,7 @@ public sealed class WebhookDispatcher(TenantDb db, SecretBox secrets, HttpClient
         {
             try
             {
-                while (await DispatchDueAsync(stoppingToken) > 0) { }
+                await DispatchDueAsync(stoppingToken);
             }
             catch (Exception ex) when (ex is not OperationCanceledException)
             {
@@ -53,48 +55,141 @@ public sealed class WebhookDispatcher(TenantDb db, SecretBox secrets, HttpClient
 
     private sealed record Result(Claimed Delivery, string Status, DateTime? NextAttemptAt, int StatusCode, string Error, bool Gone);
 
-    /// <summary>Claims one batch of due deliveries, sends them and records the outcomes; returns how many were due.</summary>
+    /// <summary>
+    /// Sends every due delivery and returns how many there were. Claiming, sending and recording overlap, so
+    /// the connections never idle during PostgreSQL's round trips: the next batch is claimed while the
+    /// current one is being sent (at most one batch waits claimed and unsent), <see cref="WebhookOptions.Concurrency"/>
+    /// senders each take the next delivery as soon as their previous one is answered (a slow receiver holds
+    /// up one sender, not the batch), and the outcomes that have come in are recorded together in one
+    /// statement while later ones are sent. A delivery is recorded only after its attempt ended; one sent
+    /// and not recorded (the process died) is sent again when its claim runs out: at least once.
+    /// </summary>
     public async Task<int> DispatchDueAsync(CancellationToken ct)
     {
-        var now = clock.GetUtcNow().UtcDateTime;
-        List<Claimed> due;
-        // The one dispatcher over every tenant's queue.
-        await using (var scope = await db.BeginCrossTenantAsync("webhook dispatcher", ct))
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        var claimed = Channel.CreateBounded<Claimed>(new BoundedChannelOptions(_options.BatchSize) { SingleWriter = true });
+        var outcomes = Channel.CreateUnbounded<Result>(new UnboundedChannelOptions { SingleReader = true });
+        // A stage that fails stops the others: nothing more is claimed or sent without being recorded.
+        async Task<T> Stage<T>(Func<Task<T>> run)
         {
-            due = (await scope.Connection.QueryAsync<Claimed>("""
-                WITH c AS (
-                    SELECT d.tenant_id, d.delivery_id FROM webhook_deliveries d
-                    WHERE d.status = 'pending' AND d.next_attempt_at <= @now AND (d.claimed_until IS NULL OR d.claimed_until < @now)
-                      AND EXISTS (SELECT 1 FROM webhook_endpoints e WHERE e.tenant_id = d.tenant_id AND e.endpoint_id = d.endpoint_id AND e.enabled)
-                    ORDER BY d.next_attempt_at
-                    LIMIT @batch
-                    FOR UPDATE OF d SKIP LOCKED)
-                UPDATE webhook_deliveries d SET claimed_until = @until, attempts = d.attempts + 1
-                FROM c, webhook_endpoints e
-                WHERE d.tenant_id = c.tenant_id AND d.delivery_id = c.delivery_id AND e.tenant_id = d.tenant_id AND e.endpoint_id = d.endpoint_id
-                RETURNING d.tenant_id, d.delivery_id, d.endpoint_id, d.payload, d.attempts, e.url, e.secret, e.previous_secret, e.previous_secret_expires_at
-                """, new { now, until = now + options.ClaimLease + _options.RequestTimeout, batch = _options.BatchSize }, scope.Transaction)).AsList();
-            await scope.CommitAsync(ct);
+            try
+            {
+                return await run();
+            }
+            catch
+            {
+                await stop.CancelAsync();
+                throw;
+            }
         }
-        if (due.Count == 0) return 0;
-
-        var keys = new Dictionary<(string, Guid), byte[][]>();
-        foreach (var d in due) keys.TryAdd((d.TenantId, d.EndpointId), KeysOf(d, now));
-        var results = new Result[due.Count];
-        await Parallel.ForEachAsync(Enumerable.Range(0, due.Count), new ParallelOptions { MaxDegreeOfParallelism = _options.Concurrency, CancellationToken = ct },
-            async (i, token) => results[i] = await SendAsync(due[i], keys[(due[i].TenantId, due[i].EndpointId)], token));
-        await RecordAsync(results, ct);
-        return due.Count;
+        var claimer = Stage(() => ClaimAllAsync(claimed.Writer, stop.Token));
+        var senders = Enumerable.Range(0, _options.Concurrency).Select(_ => Stage(async () =>
+        {
+            await foreach (var d in claimed.Reader.ReadAllAsync(stop.Token))
+                outcomes.Writer.TryWrite(await SendAsync(d, KeysOf(d), stop.Token));
+            return 0;
+        })).ToArray();
+        _ = Task.WhenAll(senders).ContinueWith(t => outcomes.Writer.TryComplete(t.Exception), TaskScheduler.Default);
+        var recorder = Stage(async () =>
+        {
+            await RecordAllAsync(outcomes.Reader, stop.Token);
+            return 0;
+        });
+        Task[] stages = [claimer, .. senders, recorder];
+        try
+        {
+            await Task.WhenAll(stages);
+        }
+        catch when (!ct.IsCancellationRequested)
+        {
+            // The stage that failed first, rather than one it stopped.
+            var cause = stages.Where(t => t.IsFaulted).SelectMany(t => t.Exception!.InnerExceptions).FirstOrDefault(e => e is not OperationCanceledException);
+            if (cause is not null) System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(cause);
+            throw;
+        }
+        return claimer.Result;
     }
 
-    /// <summary>The current secret's key, and the previous one's while its rotation period lasts.</summary>
-    private byte[][] KeysOf(Claimed d, DateTime now)
+    /// <summary>Claims due deliveries batch by batch until none is due, handing them to the senders.</summary>
+    private async Task<int> ClaimAllAsync(ChannelWriter<Claimed> output, CancellationToken ct)
     {
-        var context = WebhookSecrets.AssociatedData(d.TenantId, d.EndpointId);
-        var current = WebhookSignature.Key(secrets.Open(d.Secret, context));
-        return d.PreviousSecret is { } previous && d.PreviousSecretExpiresAt > now
-            ? [current, WebhookSignature.Key(secrets.Open(previous, context))]
-            : [current];
+        var count = 0;
+        try
+        {
+            for (List<Claimed> due; (due = await ClaimAsync(ct)).Count > 0;)
+            {
+                count += due.Count;
+                foreach (var d in due) await output.WriteAsync(d, ct);
+            }
+            output.Complete();
+            return count;
+        }
+        catch (Exception ex)
+        {
+            output.TryComplete(ex);
+            throw;
+        }
+    }
+
+    private async Task<List<Claimed>> ClaimAsync(CancellationToken ct)
+    {
+        var now = clock.GetUtcNow().UtcDateTime;
+        // The one dispatcher over every tenant's queue.
+        await using var scope = await db.BeginCrossTenantAsync("webhook dispatcher", ct);
+        var due = (await scope.Connection.QueryAsync<Claimed>(new CommandDefinition("""
+            WITH c AS (
+                SELECT d.tenant_id, d.delivery_id FROM webhook_deliveries d
+                WHERE d.status = 'pending' AND d.next_attempt_at <= @now AND (d.claimed_until IS NULL OR d.claimed_until < @now)
+                  AND EXISTS (SELECT 1 FROM webhook_endpoints e WHERE e.tenant_id = d.tenant_id AND e.endpoint_id = d.endpoint_id AND e.enabled)
+                ORDER BY d.next_attempt_at
+                LIMIT @batch
+                FOR UPDATE OF d SKIP LOCKED)
+            UPDATE webhook_deliveries d SET claimed_until = @until, attempts = d.attempts + 1
+            FROM c, webhook_endpoints e
+            WHERE d.tenant_id = c.tenant_id AND d.delivery_id = c.delivery_id AND e.tenant_id = d.tenant_id AND e.endpoint_id = d.endpoint_id
+            RETURNING d.tenant_id, d.delivery_id, d.endpoint_id, d.payload, d.attempts, e.url, e.secret, e.previous_secret, e.previous_secret_expires_at
+            """, new { now, until = now + options.ClaimLease + _options.RequestTimeout, batch = _options.BatchSize }, scope.Transaction,
+            cancellationToken: ct))).AsList();
+        await scope.CommitAsync(ct);
+        return due;
+    }
+
+    /// <summary>Records the outcomes as they come in: whatever has arrived (up to a batch) in one statement.</summary>
+    private async Task RecordAllAsync(ChannelReader<Result> input, CancellationToken ct)
+    {
+        var results = new List<Result>(_options.BatchSize);
+        while (await input.WaitToReadAsync(ct))
+        {
+            results.Clear();
+            while (results.Count < _options.BatchSize && input.TryRead(out var r)) results.Add(r);
+            await RecordAsync(results, ct);
+        }
+    }
+
+    /// <summary>
+    /// Opened secrets by endpoint, kept while the endpoint's sealed secrets are the same bytes (a rotation
+    /// seals new ones), so a busy endpoint's secret is not decrypted for every delivery.
+    /// </summary>
+    private readonly ConcurrentDictionary<(string Tenant, Guid Endpoint), OpenedKeys> _keys = new();
+    private const int KeysCacheLimit = 10_000;
+
+    private sealed record OpenedKeys(byte[] Secret, byte[]? PreviousSecret, byte[] Key, byte[]? PreviousKey);
+
+    /// <summary>The current secret's key, and the previous one's while its rotation period lasts.</summary>
+    private byte[][] KeysOf(Claimed d)
+    {
+        if (!_keys.TryGetValue((d.TenantId, d.EndpointId), out var opened) || !opened.Secret.AsSpan().SequenceEqual(d.Secret)
+            || !(opened.PreviousSecret ?? []).AsSpan().SequenceEqual(d.PreviousSecret ?? []))
+        {
+            var context = WebhookSecrets.AssociatedData(d.TenantId, d.EndpointId);
+            opened = new OpenedKeys(d.Secret, d.PreviousSecret, WebhookSignature.Key(secrets.Open(d.Secret, context)),
+                d.PreviousSecret is { } previous ? WebhookSignature.Key(secrets.Open(previous, context)) : null);
+            if (_keys.Count >= KeysCacheLimit) _keys.Clear();
+            _keys[(d.TenantId, d.EndpointId)] = opened;
+        }
+        return opened.PreviousKey is { } previousKey && d.PreviousSecretExpiresAt > clock.GetUtcNow().UtcDateTime
+            ? [opened.Key, previousKey]
+            : [opened.Key];
     }
 
     private async Task<Result> SendAsync(Claimed d, byte[][] keys, CancellationToken ct)

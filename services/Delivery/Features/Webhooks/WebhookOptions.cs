@@ -31,4 +31,12 @@ public sealed class WebhookOptions
     public int BatchSize { get; set; } = 200;
 
     public int Concurrency { get; set; } = 32;
+
+    /// <summary>How long delivered and permanently failed deliveries are kept (<see cref="WebhookRetention"/>), as the outbox's rows are.</summary>
+    public TimeSpan RetainFor { get; set; } = TimeSpan.FromDays(7);
+
+    public TimeSpan CleanupInterval { get; set; } = TimeSpan.FromMinutes(10);
+
+    /// <summary>Rows deleted per transaction, so a large backlog never holds locks for long.</summary>
+    public int CleanupBatchSize { get; set; } = 1000;
 }
