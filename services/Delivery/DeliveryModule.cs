@@ -11,7 +11,6 @@ using Crm.Delivery.Features;
 using Crm.Delivery.Features.Messages;
 using Crm.Delivery.Features.Policies;
 using Crm.Delivery.Features.Projections;
-using Crm.Delivery.Features.Receipts;
 using Crm.Delivery.Features.Webhooks;
 using Crm.Delivery.Pipeline;
 using Crm.Delivery.Security;
@@ -59,6 +58,9 @@ public static class DeliveryModule
         services.AddHttpClient<ISmsSender, TwilioSmsSender>(c => c.Timeout = Timeout.InfiniteTimeSpan) // timeouts per attempt, in the sender
             .ConfigurePrimaryHttpMessageHandler(sp => sp.GetRequiredService<OutboundGuard>().CreateHttpHandler());
         services.AddSingleton<IEmailSender, SmtpEmailSender>();
+        // The channels: each one line (its folder holds the rest).
+        services.AddChannel<EmailChannel>();
+        services.AddChannel<SmsChannel>();
         services.AddHttpClient(WebhookDispatcher.HttpClientName, c => c.Timeout = Timeout.InfiniteTimeSpan) // per attempt, in the dispatcher
             .ConfigurePrimaryHttpMessageHandler(sp => sp.GetRequiredService<OutboundGuard>().CreateHttpHandler());
 
@@ -78,8 +80,7 @@ public static class DeliveryModule
         var app = builder.Build();
         app.MapServiceDefaults();
         app.MapGrpcService<DeliveryGrpcService>();
-        app.MapTwilioStatusCallbacks();
-        app.MapTwilioIncomingMessages();
+        app.MapChannelEndpoints();
         return app;
     }
 }

@@ -2,7 +2,6 @@ using Crm.BuildingBlocks.Data;
 using System.Collections.Concurrent;
 using System.Globalization;
 using Crm.Delivery.Channels;
-using Crm.Delivery.Channels.Sms;
 using Crm.Delivery.Features.Messages;
 using Crm.Delivery.Features.Policies;
 using Dapper;
@@ -25,14 +24,11 @@ public sealed class DeliveryPipeline(
     TenantPolicies policies,
     FrequencyCaps caps,
     ProviderThrottle throttle,
-    ISmsSender sms,
-    IEmailSender email,
+    ChannelRegistry channels,
     DeliveryOptions options,
     TimeProvider clock,
     ILogger<DeliveryPipeline> logger)
 {
-    private static readonly NoopSender Noop = new();
-
     /// <summary>A worker holds a message for this long; a stopped worker's messages are taken up after it (StrandedMessages).</summary>
     public TimeSpan Lease => options.ClaimLease;
 
@@ -65,7 +61,7 @@ public sealed class DeliveryPipeline(
         var ct = CancellationToken.None;
         foreach (var tenantBatch in claimed.GroupBy(m => m.TenantId))
         {
-            var outcomes = new Outcomes(tenantBatch.Key, clock);
+            var outcomes = new Outcomes(tenantBatch.Key, clock, channels);
             try
             {
                 await RunAsync(tenantBatch.Key, tenantBatch.ToList(), outcomes, ct);
@@ -189,7 +185,7 @@ public sealed class DeliveryPipeline(
         // 6–7. Advertising form and send, concurrently (each already recorded as sending). Each
         // account's settings and secret are opened once per batch, not once per message.
         var configs = slotted.Select(s => s.Candidate.Account).DistinctBy(a => a.AccountId)
-            .ToDictionary(a => a.AccountId, a => AccountConfig(tenant, a), StringComparer.Ordinal);
+            .ToDictionary(a => a.AccountId, a => channels.Get(a.Channel).Configure(tenant, policies.Config(tenant, a)), StringComparer.Ordinal);
         await Parallel.ForEachAsync(slotted, new ParallelOptions { MaxDegreeOfParallelism = options.Concurrency, CancellationToken = ct },
             async (s, token) =>
             {
@@ -217,64 +213,23 @@ public sealed class DeliveryPipeline(
         }
     }
 
-    private ProviderAccountConfig AccountConfig(string tenant, ProviderAccountRow account)
-    {
-        var config = policies.Config(tenant, account);
-        if (config.SendsReceipts && options.PublicBaseUrl.Length > 0 && !config.Settings.ContainsKey("status_callback_url"))
-            config = config with
-            {
-                Settings = new Dictionary<string, string>(config.Settings)
-                {
-                    ["status_callback_url"] = Features.Receipts.TwilioStatusCallbacks.UrlFor(options.PublicBaseUrl, tenant, account.AccountId),
-                },
-            };
-        return config;
-    }
-
     private async Task SendPacedAsync(TenantPolicy policy, Candidate c, ProviderAccountConfig config, Outcomes outcomes, CancellationToken ct)
     {
         var (m, contact, account, _) = c;
 
-        SendOutcome outcome;
-        int? segments = null;
-        if (m.Channel == "sms")
+        var channel = channels.Get(m.Channel);
+        var (outcome, segments, attempted, _) = await channel.SendAsync(new ChannelSend(m, contact, policy.Settings, config), ct);
+        if (!attempted)
         {
-            var body = m.TextBody ?? "";
-            if (m.Purpose == "marketing" && policy.Settings.KoreanAdvertisingRules)
-            {
-                if (policy.Settings.SenderName.Length == 0 || policy.Settings.OptOutNumber.Length == 0)
-                {
-                    outcomes.Fail(m, "marketing SMS needs the sender name and free opt-out number (SetSenderProfile)", unreachable: false);
-                    return;
-                }
-                body = AdvertisingForm.KoreanSmsAd(body, policy.Settings.SenderName, policy.Settings.OptOutNumber);
-            }
-            segments = SmsSegments.Count(body).Segments;
-            outcome = await (account.Kind == NoopSender.Kind ? Noop : sms).SendAsync(config, new OutgoingSms(contact.Phone!, body), ct);
-        }
-        else
-        {
-            var headers = new Dictionary<string, string>();
-            if (m.Purpose == "marketing")
-            {
-                var url = policy.Settings.UnsubscribeUrl.Replace("{message_id}", m.MessageId.ToString("N"), StringComparison.Ordinal);
-                var mailto = policy.Settings.UnsubscribeMailto;
-                if (url.Length == 0 && mailto.Length == 0)
-                {
-                    outcomes.Fail(m, "marketing email needs an unsubscribe URL or address (SetSenderProfile)", unreachable: false);
-                    return;
-                }
-                foreach (var (k, v) in AdvertisingForm.UnsubscribeHeaders(url.Length > 0 ? url : null, mailto.Length > 0 ? mailto : null)) headers[k] = v;
-            }
-            outcome = await (account.Kind == NoopSender.Kind ? Noop : email)
-                .SendAsync(config, new OutgoingEmail(contact.Email!, null, m.Subject ?? "", m.TextBody, m.HtmlBody, headers), ct);
+            outcomes.Fail(m, outcome.Reason, unreachable: false);
+            return;
         }
 
         switch (outcome.Kind)
         {
             case SendOutcomeKind.Sent:
             case SendOutcomeKind.Unconfirmed:
-                outcomes.Sent(m, outcome, segments, config.SendsReceipts);
+                outcomes.Sent(m, outcome, segments, channels.SendsReceipts(config.Kind));
                 break;
             case SendOutcomeKind.Permanent:
                 outcomes.Fail(m, outcome.Reason, outcome.RecipientUnreachable, attempted: true);
@@ -289,12 +244,9 @@ public sealed class DeliveryPipeline(
         }
     }
 
-    private sealed record Candidate(MessageRow Message, ContactState Contact, ProviderAccountRow Account, IReadOnlyList<CapRule> Rules);
+    private sealed record Candidate(MessageRow Message, DeliveryContact Contact, ProviderAccountRow Account, IReadOnlyList<CapRule> Rules);
 
-    private sealed record ContactState(string? Email, string? Phone, string? TimeZone, bool Suppressed, bool Erased,
-        bool SmsUnreachable, bool EmailUnreachable, HashSet<string> Consents, HashSet<string> OptOuts);
-
-    private async Task<Dictionary<Guid, ContactState>> LoadContactsAsync(string tenant, Guid[] contactIds, CancellationToken ct)
+    private async Task<Dictionary<Guid, DeliveryContact>> LoadContactsAsync(string tenant, Guid[] contactIds, CancellationToken ct)
     {
         await using var scope = await db.BeginAsync(tenant, ct);
         var conn = scope.Connection;
@@ -305,22 +257,19 @@ public sealed class DeliveryPipeline(
             """, new { tenant, contactIds }, cancellationToken: ct));
         var rows = (await grid.ReadAsync<(Guid ContactId, string? Email, string? Phone, string? TimeZone, bool Suppressed, bool Erased, bool SmsUnreachable, bool EmailUnreachable)>()).ToList();
         var consents = (await grid.ReadAsync<(Guid ContactId, string Key, string Status)>()).ToLookup(c => c.ContactId);
-        return rows.ToDictionary(r => r.ContactId, r => new ContactState(r.Email, r.Phone, r.TimeZone, r.Suppressed, r.Erased,
+        return rows.ToDictionary(r => r.ContactId, r => new DeliveryContact(r.Email, r.Phone, r.TimeZone, r.Suppressed, r.Erased,
             r.SmsUnreachable, r.EmailUnreachable,
             consents[r.ContactId].Where(c => c.Status == "opted_in").Select(c => c.Key).ToHashSet(),
             consents[r.ContactId].Where(c => c.Status == "opted_out").Select(c => c.Key).ToHashSet()));
     }
 
     /// <summary>Marketing needs an opt-in on the channel; transactional needs the channel not opted out; erased contacts get nothing.</summary>
-    private static string? ConsentProblem(MessageRow m, ContactState? c)
+    private string? ConsentProblem(MessageRow m, DeliveryContact? c)
     {
         if (c is null) return "contact unknown to delivery (no profile received from Contacts)";
         if (c.Erased) return "contact erased";
         if (c.Suppressed) return "contact suppressed (matches an erased identity)";
-        if (m.Channel == "sms" && string.IsNullOrEmpty(c.Phone)) return "contact has no phone number";
-        if (m.Channel == "email" && string.IsNullOrEmpty(c.Email)) return "contact has no email address";
-        if (m.Channel == "sms" && c.SmsUnreachable) return "sms unreachable (reported by the provider)";
-        if (m.Channel == "email" && c.EmailUnreachable) return "email unreachable (reported by the provider)";
+        if (channels.Get(m.Channel).AddressProblem(c) is { } problem) return problem;
         if (m.Purpose == "marketing" && !c.Consents.Contains($"{m.Channel}:marketing")) return $"consent: no marketing opt-in on {m.Channel}";
         if (m.Purpose == "transactional" && c.OptOuts.Contains($"{m.Channel}:transactional")) return $"consent: opted out of transactional {m.Channel}";
         return null;
@@ -358,7 +307,7 @@ public sealed class DeliveryPipeline(
     /// <summary>Suppresses messages this worker holds (claimed or scheduled) before they reach any step, recording why.</summary>
     public async Task SuppressAsync(string tenant, IEnumerable<MessageRow> messages, string reason, CancellationToken ct)
     {
-        var outcomes = new Outcomes(tenant, clock);
+        var outcomes = new Outcomes(tenant, clock, channels);
         foreach (var m in messages) outcomes.Suppress(m, reason, null);
         await outcomes.WriteAsync(db, ct);
     }

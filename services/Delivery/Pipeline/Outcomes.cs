@@ -16,7 +16,7 @@ namespace Crm.Delivery.Pipeline;
 /// "sent" step is not stored: the timeline reads it from the message's sent_at, as it reads
 /// "accepted" from created_at.
 /// </summary>
-internal sealed class Outcomes(string tenant, TimeProvider clock)
+internal sealed class Outcomes(string tenant, TimeProvider clock, ChannelRegistry channels)
 {
     private readonly ConcurrentDictionary<Guid, Outcome> _byMessage = new();
 
@@ -109,7 +109,7 @@ internal sealed class Outcomes(string tenant, TimeProvider clock)
         foreach (var channel in unreachable.GroupBy(o => o.Message.Channel))
         {
             // Stop at once here; Contacts is told below so the channel is marked for everyone.
-            var column = channel.Key == "sms" ? "sms_unreachable" : "email_unreachable";
+            if (channels.Get(channel.Key).UnreachableFlag is not { } column) continue;
             await conn.ExecuteAsync($"UPDATE contact_channels SET {column} = true WHERE tenant_id = @tenant AND contact_id = ANY(@contacts)",
                 new { tenant = Tenant, contacts = channel.Select(o => o.Message.ContactId).ToArray() }, tx);
         }

@@ -100,7 +100,7 @@ public sealed class DeliveryFixture : IAsyncLifetime
         sms.Settings.Add("account_sid", Twilio.AccountSid);
         sms.Settings.Add("from", "+15005550006");
         sms.Settings.Add("base_url", Twilio.BaseUri.ToString().TrimEnd('/'));
-        sms.Settings.Add("status_callback_url", Crm.Delivery.Features.Receipts.TwilioStatusCallbacks.UrlFor(Host.HttpAddress.ToString(), tenant, "twilio-main"));
+        sms.Settings.Add("status_callback_url", Crm.Delivery.Channels.Sms.TwilioStatusCallbacks.UrlFor(Host.HttpAddress.ToString(), tenant, "twilio-main"));
         await Client.UpsertProviderAccountAsync(new UpsertProviderAccountRequest { Account = sms, Secret = Twilio.AuthToken }, auth);
         var email = new ProviderAccount
         {

@@ -1,6 +1,7 @@
 using Crm.BuildingBlocks.Data;
 using Crm.BuildingBlocks.Errors;
 using Crm.Contracts.Delivery;
+using Crm.Delivery.Channels;
 using Dapper;
 using Npgsql;
 using StackExchange.Redis;
@@ -15,17 +16,18 @@ public sealed class MessageIntake(TenantDb db, IConnectionMultiplexer redis, Del
 {
     private static readonly TimeSpan RememberKeysFor = TimeSpan.FromDays(7);
 
-    public static void Validate(DeliveryRequest r, string path, Validation v)
+    public static void Validate(DeliveryRequest r, string path, Validation v, ChannelRegistry channels)
     {
         if (r.IdempotencyKey.Length is 0 or > 200) v.Add($"{path}idempotency_key", "is required (1 to 200 characters)");
         if (r.ContactId == Guid.Empty) v.Add($"{path}contact_id", "is required");
-        if (r.Channel is not ("email" or "sms")) v.Add($"{path}channel", "must be email or sms");
+        var channel = channels.Find(r.Channel);
+        if (channel is null) v.Add($"{path}channel", $"must be one of {channels.Names}");
         if (r.Purpose is not ("marketing" or "transactional")) v.Add($"{path}purpose", "must be marketing or transactional");
         if (string.IsNullOrEmpty(r.TextBody) && string.IsNullOrEmpty(r.HtmlBody)) v.Add($"{path}text_body", "a body is required");
-        if (r.Channel == "email" && string.IsNullOrEmpty(r.Subject)) v.Add($"{path}subject", "is required for email");
         if (r.OnCap is not ("suppress" or "defer")) v.Add($"{path}on_cap", "must be suppress or defer");
         if ((r.QuietStart is not null || r.QuietEnd is not null) && !Pipeline.SendingWindow.TryParseWindow(r.QuietStart, r.QuietEnd, out _))
             v.Add($"{path}quiet_start", "quiet_start and quiet_end must both be HH:mm");
+        channel?.Validate(r, path, v);
         if (r.SendAt is { } sendAt)
         {
             if (sendAt > DateTimeOffset.UtcNow.AddDays(366)) v.Add($"{path}send_at", "is more than a year ahead");

@@ -4,7 +4,7 @@ using Crm.Delivery.Features.Policies;
 using Dapper;
 using Npgsql;
 
-namespace Crm.Delivery.Features.Receipts;
+namespace Crm.Delivery.Channels.Sms;
 
 /// <summary>
 /// Twilio's StatusCallback: POST /providers/twilio/{tenant}/{account}/status, signed with
