@@ -6,6 +6,7 @@ using Crm.BuildingBlocks.Redis;
 using Crm.BuildingBlocks.Tenancy;
 using Crm.Delivery.Channels;
 using Crm.Delivery.Channels.Email;
+using Crm.Delivery.Channels.Kakao;
 using Crm.Delivery.Channels.Sms;
 using Crm.Delivery.Features;
 using Crm.Delivery.Features.Messages;
@@ -58,9 +59,12 @@ public static class DeliveryModule
         services.AddHttpClient<ISmsSender, TwilioSmsSender>(c => c.Timeout = Timeout.InfiniteTimeSpan) // timeouts per attempt, in the sender
             .ConfigurePrimaryHttpMessageHandler(sp => sp.GetRequiredService<OutboundGuard>().CreateHttpHandler());
         services.AddSingleton<IEmailSender, SmtpEmailSender>();
+        services.AddHttpClient<IKakaoSender, NhnKakaoSender>(c => c.Timeout = Timeout.InfiniteTimeSpan) // per attempt, in the sender
+            .ConfigurePrimaryHttpMessageHandler(sp => sp.GetRequiredService<OutboundGuard>().CreateHttpHandler());
         // The channels: each one line (its folder holds the rest).
         services.AddChannel<EmailChannel>();
         services.AddChannel<SmsChannel>();
+        services.AddChannel<KakaoChannel>();
         services.AddHttpClient(WebhookDispatcher.HttpClientName, c => c.Timeout = Timeout.InfiniteTimeSpan) // per attempt, in the dispatcher
             .ConfigurePrimaryHttpMessageHandler(sp => sp.GetRequiredService<OutboundGuard>().CreateHttpHandler());
 

@@ -74,6 +74,8 @@ public sealed class DeliveryPipeline(
             }
             await ReleaseCapsAsync(outcomes, ct);
             await outcomes.WriteAsync(db, ct);
+            // Messages moved to their next channel go on now, still claimed by this worker.
+            if (outcomes.FellBack is { Count: > 0 } moved) await ProcessClaimedAsync(await HeldAsync(tenantBatch.Key, moved, ct));
         }
     }
 
@@ -218,10 +220,17 @@ public sealed class DeliveryPipeline(
         var (m, contact, account, _) = c;
 
         var channel = channels.Get(m.Channel);
-        var (outcome, segments, attempted, _) = await channel.SendAsync(new ChannelSend(m, contact, policy.Settings, config), ct);
+        var (outcome, segments, attempted, fallBack) = await channel.SendAsync(new ChannelSend(m, contact, policy.Settings, config), ct);
         if (!attempted)
         {
             outcomes.Fail(m, outcome.Reason, unreachable: false);
+            return;
+        }
+        if (fallBack && m.Fallback.Length > 0)
+        {
+            // The same message goes on on the next channel, through the whole pipeline again (consent, window, caps).
+            var at = clock.GetUtcNow();
+            outcomes.FallBack(m, $"{channel.Name}: {outcome.Reason}; continuing on {m.Fallback[0]}", at, at + Lease);
             return;
         }
 
@@ -302,6 +311,14 @@ public sealed class DeliveryPipeline(
         await scope.Connection.ExecuteAsync("UPDATE messages SET cap_reserved_at = NULL WHERE message_id = ANY(@messageIds) AND tenant_id = @tenant",
             new { tenant, messageIds });
         await scope.CommitAsync(ct);
+    }
+
+    private async Task<List<MessageRow>> HeldAsync(string tenant, IReadOnlyList<Guid> messageIds, CancellationToken ct)
+    {
+        await using var scope = await db.BeginAsync(tenant, ct);
+        return (await scope.Connection.QueryAsync<MessageRow>(
+            $"SELECT {MessageRow.Columns} FROM messages WHERE message_id = ANY(@ids) AND tenant_id = @tenant AND status = 'deferred'",
+            new { tenant, ids = messageIds.ToArray() })).AsList();
     }
 
     /// <summary>Suppresses messages this worker holds (claimed or scheduled) before they reach any step, recording why.</summary>

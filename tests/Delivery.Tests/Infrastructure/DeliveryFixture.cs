@@ -3,6 +3,7 @@ using Crm.Contracts.Contacts;
 using Crm.Delivery.V1;
 using Crm.Fakes.Smtp;
 using Crm.Fakes.Twilio;
+using Crm.Fakes.Kakao;
 using Crm.TestSupport;
 using Dapper;
 using Grpc.Core;
@@ -31,6 +32,7 @@ public sealed class DeliveryFixture : IAsyncLifetime
     public ShiftedClock Clock { get; } = new();
     public FakeTwilioServer Twilio { get; } = new();
     public FakeSmtpServer Smtp { get; } = new();
+    public FakeKakaoServer Kakao { get; } = new();
     public ConnectionMultiplexer Redis { get; private set; } = null!;
     public ServiceHost Host => _hosts[0];
     public DeliveryService.DeliveryServiceClient Client => new(Host.Channel);
@@ -46,6 +48,7 @@ public sealed class DeliveryFixture : IAsyncLifetime
         Redis = await ConnectionMultiplexer.ConnectAsync(TestServers.Redis);
         await Twilio.StartAsync();
         await Smtp.StartAsync();
+        await Kakao.StartAsync();
         _hosts.Add(await StartHostAsync());
         _bus = Bus.Factory.CreateUsingRabbitMq(cfg => cfg.Host(new Uri(RabbitMqUri)));
         await _bus.StartAsync();
@@ -88,7 +91,7 @@ public sealed class DeliveryFixture : IAsyncLifetime
         return host;
     }
 
-    /// <summary>Sets up a tenant: an SMS account on the Twilio fake, an SMTP account, the Korean sender profile.</summary>
+    /// <summary>Sets up a tenant: an SMS account on the Twilio fake, an SMTP account, a KakaoTalk account on the NHN fake, the Korean sender profile.</summary>
     public async Task<string> NewWorkspaceAsync(double smsPerSecond = 1000, params FrequencyCapRule[] rules)
     {
         var tenant = NewTenant();
@@ -111,6 +114,14 @@ public sealed class DeliveryFixture : IAsyncLifetime
         email.Settings.Add("from", "shop@example.kr");
         email.Settings.Add("from_name", "데모 상점");
         await Client.UpsertProviderAccountAsync(new UpsertProviderAccountRequest { Account = email }, auth);
+        var kakao = new ProviderAccount
+        {
+            AccountId = "kakao-main", Kind = ProviderKind.NhnKakao, Channel = V1.Channel.Kakao, IsDefault = true, MessagesPerSecond = 1000,
+        };
+        kakao.Settings.Add("app_key", Kakao.AppKey);
+        kakao.Settings.Add("sender_key", Kakao.SenderKey);
+        kakao.Settings.Add("base_url", Kakao.BaseUri.ToString());
+        await Client.UpsertProviderAccountAsync(new UpsertProviderAccountRequest { Account = kakao, Secret = Kakao.SecretKey }, auth);
         await Client.SetSenderProfileAsync(new SetSenderProfileRequest
         {
             Profile = new SenderProfile
@@ -169,6 +180,7 @@ public sealed class DeliveryFixture : IAsyncLifetime
         Redis.Dispose();
         await Twilio.DisposeAsync();
         await Smtp.DisposeAsync();
+        await Kakao.DisposeAsync();
         await TestServers.DropDatabaseAsync(_database);
         await TestServers.DeleteVirtualHostAsync(_vhost);
     }

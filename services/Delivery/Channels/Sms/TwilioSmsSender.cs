@@ -160,45 +160,4 @@ public sealed class TwilioSmsSender : ISmsSender
             return response;
         }
     }
-
-    /// <summary>A request body that reports when the handler starts writing it.</summary>
-    private sealed class SendTrackingContent : HttpContent
-    {
-        private readonly HttpContent _inner;
-        private readonly Action _started;
-
-        public SendTrackingContent(HttpContent inner, Action started)
-        {
-            _inner = inner;
-            _started = started;
-            foreach (var header in inner.Headers) Headers.TryAddWithoutValidation(header.Key, header.Value);
-        }
-
-        protected override Task SerializeToStreamAsync(Stream stream, TransportContext? context) =>
-            SerializeToStreamAsync(stream, context, CancellationToken.None);
-
-        protected override Task SerializeToStreamAsync(Stream stream, TransportContext? context, CancellationToken cancellationToken)
-        {
-            _started();
-            return _inner.CopyToAsync(stream, context, cancellationToken);
-        }
-
-        protected override void SerializeToStream(Stream stream, TransportContext? context, CancellationToken cancellationToken)
-        {
-            _started();
-            _inner.CopyTo(stream, context, cancellationToken);
-        }
-
-        protected override bool TryComputeLength(out long length)
-        {
-            length = _inner.Headers.ContentLength ?? -1;
-            return length >= 0;
-        }
-
-        protected override void Dispose(bool disposing)
-        {
-            if (disposing) _inner.Dispose();
-            base.Dispose(disposing);
-        }
-    }
 }

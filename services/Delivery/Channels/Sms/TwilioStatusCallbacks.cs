@@ -1,8 +1,6 @@
 using Crm.BuildingBlocks.Data;
 using Crm.Delivery.Channels.Sms;
 using Crm.Delivery.Features.Policies;
-using Dapper;
-using Npgsql;
 
 namespace Crm.Delivery.Channels.Sms;
 
@@ -40,19 +38,7 @@ public static class TwilioStatusCallbacks
             _ => ((string?)null, ""),
         };
         if (next is null || sid.Length == 0) return Results.NoContent(); // queued, sent, ...: nothing to record
-        var now = clock.GetUtcNow().UtcDateTime;
-        await using var scope = await db.BeginAsync(tenant, ct);
-        var conn = scope.Connection;
-        await conn.ExecuteAsync("""
-            WITH m AS (
-                UPDATE messages m SET status = @next, reason = @reason, updated_at = @now
-                FROM message_provider_ids p
-                WHERE p.tenant_id = @tenant AND p.provider_message_id = @sid
-                  AND m.message_id = p.message_id AND m.tenant_id = @tenant AND m.status = 'sent'
-                RETURNING m.tenant_id, m.message_id)
-            INSERT INTO message_events (tenant_id, message_id, status, reason, at) SELECT tenant_id, message_id, @next, @reason, @now FROM m
-            """, new { next, reason, now, tenant, sid });
-        await scope.CommitAsync(ct);
+        await ProviderReceipts.ApplyAsync(db, tenant, sid, next, reason, clock.GetUtcNow(), ct);
         return Results.NoContent();
     }
 }

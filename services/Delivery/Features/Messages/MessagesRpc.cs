@@ -131,7 +131,9 @@ public sealed partial class DeliveryGrpcService
             m.Purpose switch { V1.Purpose.Marketing => "marketing", V1.Purpose.Transactional => "transactional", _ => "" },
             NullIfEmpty(m.CampaignId), NullIfEmpty(m.Category), NullIfEmpty(m.Subject), NullIfEmpty(m.TextBody), NullIfEmpty(m.HtmlBody),
             m.IgnoreCaps, m.OnCap == CapAction.Defer ? "defer" : "suppress", m.ExpiresAt?.ToDateTimeOffset(),
-            NullIfEmpty(m.QuietStart), NullIfEmpty(m.QuietEnd), NullIfEmpty(m.ProviderAccountId), m.SendAt?.ToDateTimeOffset());
+            NullIfEmpty(m.QuietStart), NullIfEmpty(m.QuietEnd), NullIfEmpty(m.ProviderAccountId), m.SendAt?.ToDateTimeOffset(),
+            m.Fallback.Count > 0 ? m.Fallback.Select(_channels.NameOf).ToList() : null, NullIfEmpty(m.TemplateCode),
+            m.TemplateParameters.Count > 0 ? m.TemplateParameters.ToDictionary() : null);
         MessageIntake.Validate(r, path, v, _channels);
         return r;
     }
