@@ -29,7 +29,7 @@ done
 db_settings() { echo "ConnectionStrings__Postgres=Host=$PGHOST;Port=$PGPORT;Username=$1;Database=$1" "ConnectionStrings__PostgresMigrations=$CRM_POSTGRES;Database=$1"; }
 
 # Our fixed ports must be free (a `make run` still running elsewhere would answer the demo instead).
-for port in 5100 5101 5200 5201 5300 5301 8080 8081 5990 2525; do
+for port in 5100 5101 5200 5201 5300 5301 8080 8081 5990 5991 2525; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
     echo "port $port is in use (is another \`make run\` still running?); stop it and try again" >&2
     exit 1
@@ -79,14 +79,14 @@ start gateway services/Gateway/bin/Release/net10.0/Crm.Gateway.dll 8081 8080 \
   ReverseProxy__Clusters__segmentation-grpc__Destinations__segmentation__Address="http://127.0.0.1:5301"
 
 crm() { dotnet tools/Crm.Cli/bin/Release/net10.0/crm.dll "$@"; }
-# The outside world, on loopback: a Twilio Messages API and an SMTP server that print what they get.
-crm fakes --twilio-port 5990 --smtp-port 2525 >.local/logs/fakes.log 2>&1 &
+# The outside world, on loopback: a Twilio Messages API, an SMTP server and an NHN Cloud KakaoTalk API that print what they get.
+crm fakes --twilio-port 5990 --smtp-port 2525 --kakao-port 5991 >.local/logs/fakes.log 2>&1 &
 pids+=($!)
 for _ in $(seq 1 40); do grep -q "fake SMTP" .local/logs/fakes.log 2>/dev/null && break; sleep 0.25; done
 
 echo
 echo "== demo workspace =="
-crm demo --contacts http://127.0.0.1:5101 --delivery http://127.0.0.1:5201 --twilio http://127.0.0.1:5990 --smtp-port 2525
+crm demo --contacts http://127.0.0.1:5101 --delivery http://127.0.0.1:5201 --twilio http://127.0.0.1:5990 --smtp-port 2525 --kakao http://127.0.0.1:5991
 sleep 1
 echo
 echo "== what the providers received (.local/logs/fakes.log) =="

@@ -6,9 +6,11 @@ namespace Crm.Contracts.Delivery;
 public sealed record DeliverMessage(string TenantId, IReadOnlyList<DeliveryRequest> Messages);
 
 /// <summary>
-/// One message. Channel: email, sms. Purpose: marketing, transactional. OnCap: suppress, defer.
+/// One message. Channel: email, sms, kakao. Purpose: marketing, transactional. OnCap: suppress, defer.
 /// QuietStart/QuietEnd ("21:00", "08:00") replace the tenant's quiet hours for this message;
-/// ProviderAccountId picks an account other than the channel's default.
+/// ProviderAccountId picks an account other than the channel's default. Fallback: channels to continue
+/// on, in order, when the contact cannot get it on Channel (one message, one timeline). TemplateCode and
+/// TemplateParameters: a KakaoTalk AlimTalk template and its variables.
 /// </summary>
 public sealed record DeliveryRequest(
     string IdempotencyKey,
@@ -26,7 +28,10 @@ public sealed record DeliveryRequest(
     string? QuietStart = null,
     string? QuietEnd = null,
     string? ProviderAccountId = null,
-    DateTimeOffset? SendAt = null);
+    DateTimeOffset? SendAt = null,
+    IReadOnlyList<string>? Fallback = null,
+    string? TemplateCode = null,
+    IReadOnlyDictionary<string, string>? TemplateParameters = null);
 
 public sealed record MessageSent(
     string TenantId, Guid MessageId, Guid ContactId, string Channel, string? CampaignId,

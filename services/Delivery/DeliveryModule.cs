@@ -6,12 +6,12 @@ using Crm.BuildingBlocks.Redis;
 using Crm.BuildingBlocks.Tenancy;
 using Crm.Delivery.Channels;
 using Crm.Delivery.Channels.Email;
+using Crm.Delivery.Channels.Kakao;
 using Crm.Delivery.Channels.Sms;
 using Crm.Delivery.Features;
 using Crm.Delivery.Features.Messages;
 using Crm.Delivery.Features.Policies;
 using Crm.Delivery.Features.Projections;
-using Crm.Delivery.Features.Receipts;
 using Crm.Delivery.Features.Tracking;
 using Crm.Delivery.Features.Unsubscribe;
 using Crm.Delivery.Features.Webhooks;
@@ -61,6 +61,12 @@ public static class DeliveryModule
         services.AddHttpClient<ISmsSender, TwilioSmsSender>(c => c.Timeout = Timeout.InfiniteTimeSpan) // timeouts per attempt, in the sender
             .ConfigurePrimaryHttpMessageHandler(sp => sp.GetRequiredService<OutboundGuard>().CreateHttpHandler());
         services.AddSingleton<IEmailSender, SmtpEmailSender>();
+        services.AddHttpClient<IKakaoSender, NhnKakaoSender>(c => c.Timeout = Timeout.InfiniteTimeSpan) // per attempt, in the sender
+            .ConfigurePrimaryHttpMessageHandler(sp => sp.GetRequiredService<OutboundGuard>().CreateHttpHandler());
+        // The channels: each one line (its folder holds the rest).
+        services.AddChannel<EmailChannel>();
+        services.AddChannel<SmsChannel>();
+        services.AddChannel<KakaoChannel>();
         services.AddHttpClient(WebhookDispatcher.HttpClientName, c => c.Timeout = Timeout.InfiniteTimeSpan) // per attempt, in the dispatcher
             .ConfigurePrimaryHttpMessageHandler(sp => sp.GetRequiredService<OutboundGuard>().CreateHttpHandler());
 
@@ -87,11 +93,9 @@ public static class DeliveryModule
         var app = builder.Build();
         app.MapServiceDefaults();
         app.MapGrpcService<DeliveryGrpcService>();
-        app.MapTwilioStatusCallbacks();
-        app.MapTwilioIncomingMessages();
+        app.MapChannelEndpoints();
         app.MapTracking();
         app.MapUnsubscribe();
-        app.MapEmailFeedback();
         return app;
     }
 }

@@ -76,7 +76,7 @@ public sealed class DeliveryOptions
     public Features.Tracking.TrackingOptions Tracking { get; set; } = new();
 
     /// <summary>Amazon SES bounce and complaint notifications through SNS (Delivery:Sns).</summary>
-    public Features.Receipts.SnsOptions Sns { get; set; } = new();
+    public Channels.Email.SnsOptions Sns { get; set; } = new();
 }
 
 /// <summary>Checked at start-up (ValidateOnStart): a missing key or a malformed setting stops the service, naming the setting.</summary>

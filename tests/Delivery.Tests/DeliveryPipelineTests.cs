@@ -77,7 +77,7 @@ public sealed class DeliveryPipelineTests(DeliveryFixture fx)
         Assert.Equal(1, await WayBack.OutboxCountAsync<EngagementObserved>(fx, t));
 
         using var http = new HttpClient();
-        var forged = await http.PostAsync(Crm.Delivery.Features.Receipts.TwilioStatusCallbacks.UrlFor(fx.Host.HttpAddress.ToString(), t, "twilio-main"),
+        var forged = await http.PostAsync(Crm.Delivery.Channels.Sms.TwilioStatusCallbacks.UrlFor(fx.Host.HttpAddress.ToString(), t, "twilio-main"),
             new FormUrlEncodedContent(new Dictionary<string, string> { ["MessageSid"] = m.ProviderMessageId, ["MessageStatus"] = "failed" }));
         Assert.Equal(System.Net.HttpStatusCode.Forbidden, forged.StatusCode);
     }
@@ -86,7 +86,7 @@ public sealed class DeliveryPipelineTests(DeliveryFixture fx)
     public async Task Should_announce_a_signed_stop_reply_as_an_opt_out_and_refuse_an_unsigned_one()
     {
         var t = await fx.NewWorkspaceAsync();
-        var url = Crm.Delivery.Features.Receipts.TwilioIncomingMessages.UrlFor(fx.Host.HttpAddress.ToString(), t, "twilio-main");
+        var url = Crm.Delivery.Channels.Sms.TwilioIncomingMessages.UrlFor(fx.Host.HttpAddress.ToString(), t, "twilio-main");
         var form = new Dictionary<string, string> { ["MessageSid"] = "SM" + Guid.NewGuid().ToString("N"), ["From"] = "+821012120000", ["To"] = "+15005550006", ["Body"] = " 수신거부 " };
         using var http = new HttpClient();
         using var signed = new HttpRequestMessage(HttpMethod.Post, url) { Content = new FormUrlEncodedContent(form) };
@@ -115,7 +115,7 @@ public sealed class DeliveryPipelineTests(DeliveryFixture fx)
     [InlineData("please stop sending", false)]
     [InlineData("감사합니다", false)]
     public void Should_know_an_opt_out_keyword_only_when_it_is_the_whole_reply(string body, bool optOut) =>
-        Assert.Equal(optOut, Crm.Delivery.Features.Receipts.OptOutKeywords.IsOptOut(body));
+        Assert.Equal(optOut, Crm.Delivery.Channels.Sms.OptOutKeywords.IsOptOut(body));
 
     [Fact]
     public async Task Should_suppress_without_consent_and_say_why()

@@ -1,4 +1,4 @@
-using Crm.Delivery.Features.Receipts;
+using Crm.Delivery.Channels.Sms;
 using Crm.Delivery.Tests.Infrastructure;
 using Crm.Delivery.V1;
 using Crm.TestSupport;

@@ -180,7 +180,7 @@ public sealed class PlatformThroughGatewayTests : IAsyncLifetime
         }));
         Assert.Equal("MESSAGE_STATUS_SENT", sent.GetProperty("status").GetString());
         var reply = new Dictionary<string, string> { ["MessageSid"] = "SM7001", ["From"] = "+821040000777", ["To"] = "+15005550006", ["Body"] = $"감사합니다 {name}" };
-        var replyUrl = Crm.Delivery.Features.Receipts.TwilioIncomingMessages.UrlFor(_delivery.HttpAddress.ToString(), tenant, "twilio-main");
+        var replyUrl = Crm.Delivery.Channels.Sms.TwilioIncomingMessages.UrlFor(_delivery.HttpAddress.ToString(), tenant, "twilio-main");
         using (var http = new HttpClient())
         using (var signed = new HttpRequestMessage(HttpMethod.Post, replyUrl) { Content = new FormUrlEncodedContent(reply) })
         {

@@ -8,7 +8,7 @@ namespace Crm.Cli;
 /// <summary>make run's second act: provider accounts on the loopback fakes, a cap, and messages that go out or say why not.</summary>
 public static class DeliveryDemo
 {
-    public static async Task RunAsync(Uri contactsUrl, Uri deliveryUrl, string tenant, string twilioUrl, int smtpPort)
+    public static async Task RunAsync(Uri contactsUrl, Uri deliveryUrl, string tenant, string twilioUrl, int smtpPort, string kakaoUrl)
     {
         using var contactsChannel = GrpcChannel.ForAddress(contactsUrl);
         using var channel = GrpcChannel.ForAddress(deliveryUrl);
@@ -27,6 +27,11 @@ public static class DeliveryDemo
         email.Settings.Add("from", "shop@example.kr");
         email.Settings.Add("from_name", "데모 상점");
         await delivery.UpsertProviderAccountAsync(new UpsertProviderAccountRequest { Account = email }, auth);
+        var kakao = new ProviderAccount { AccountId = "kakao-demo", Kind = ProviderKind.NhnKakao, Channel = Channel.Kakao, IsDefault = true, MessagesPerSecond = 50 };
+        kakao.Settings.Add("app_key", Crm.Fakes.Kakao.FakeKakaoServer.DefaultAppKey);
+        kakao.Settings.Add("sender_key", Crm.Fakes.Kakao.FakeKakaoServer.DefaultSenderKey);
+        kakao.Settings.Add("base_url", kakaoUrl);
+        await delivery.UpsertProviderAccountAsync(new UpsertProviderAccountRequest { Account = kakao, Secret = Crm.Fakes.Kakao.FakeKakaoServer.DefaultSecretKey }, auth);
         await delivery.SetSenderProfileAsync(new SetSenderProfileRequest
         {
             Profile = new SenderProfile { SenderName = "데모상점", OptOutNumber = "080-123-4567", UnsubscribeUrl = "https://shop.example.kr/u/{message_id}" },
@@ -35,7 +40,7 @@ public static class DeliveryDemo
         {
             Rules = { new FrequencyCapRule { RuleId = "weekly-2", Scope = CapScope.AllMarketing, Limit = 2, WindowSeconds = 7 * 86_400 } },
         }, auth);
-        Console.WriteLine("delivery: Twilio and SMTP accounts on the loopback fakes, the Korean sender profile, a cap of 2 marketing messages a week");
+        Console.WriteLine("delivery: Twilio, SMTP and KakaoTalk (NHN Cloud) accounts on the loopback fakes, the Korean sender profile, a cap of 2 marketing messages a week");
 
         // A customer of this run: Contacts announces the profile and the consent, Delivery's projection picks them up.
         var run = DateTime.UtcNow.Ticks;
@@ -54,6 +59,12 @@ public static class DeliveryDemo
 
         var sends = new (string Label, SendMessageRequest Request)[]
         {
+            ("KakaoTalk → SMS", new SendMessageRequest
+            {
+                IdempotencyKey = $"kakao-{run}", ContactId = minjun.Id, Channel = Channel.Kakao, Purpose = Purpose.Transactional,
+                TemplateCode = "ORDER_SHIPPED", TemplateParameters = { ["orderNo"] = $"D-{run % 10_000}" },
+                TextBody = "[데모상점] 주문하신 상품이 발송되었습니다.", Fallback = { Channel.Sms },
+            }),
             ("transactional SMS", new SendMessageRequest { IdempotencyKey = $"ship-{run}", ContactId = minjun.Id, Channel = Channel.Sms, Purpose = Purpose.Transactional, TextBody = "[데모상점] 주문하신 상품이 발송되었습니다." }),
             ("marketing email", new SendMessageRequest { IdempotencyKey = $"news-{run}", ContactId = minjun.Id, Channel = Channel.Email, Purpose = Purpose.Marketing, Subject = "[광고] 봄 신상품", HtmlBody = "<h1>봄 신상품</h1>", TextBody = "봄 신상품" }),
             ("marketing SMS 1", Promo(minjun.Id, run, 1)),
@@ -64,7 +75,10 @@ public static class DeliveryDemo
         {
             var m = await delivery.SendMessageAsync(request, auth);
             var why = m.Reason.Length > 0 ? $" — {m.Reason}" : "";
-            Console.WriteLine($"  {label,-18} {m.Status}{why}");
+            Console.WriteLine($"  {label,-18} {m.Status} on {m.Channel}{why}");
+            // One message, one timeline, whichever channels it went through.
+            if (m.Timeline.Count > 2)
+                foreach (var step in m.Timeline) Console.WriteLine($"      {step.Status,-10} {step.Reason}");
         }
     }
 

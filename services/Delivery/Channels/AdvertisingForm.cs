@@ -35,6 +35,17 @@ public static class AdvertisingForm
     }
 
     /// <summary>
+    /// The text of a KakaoTalk FriendTalk advertisement, sent with isAd: KakaoTalk itself shows "(광고)" above it
+    /// (and the channel-block link that is its opt-out), so a "(광고)" the template already starts with is taken
+    /// off rather than shown twice.
+    /// </summary>
+    public static string KakaoFriendTalk(string body)
+    {
+        ArgumentNullException.ThrowIfNull(body);
+        return body.StartsWith(KoreanAdPrefix, StringComparison.Ordinal) ? body[KoreanAdPrefix.Length..].TrimStart() : body;
+    }
+
+    /// <summary>
     /// <c>List-Unsubscribe: &lt;https://...&gt;, &lt;mailto:...&gt;</c> (the HTTPS URI first: RFC 2369 lists
     /// alternatives in order of preference), plus <c>List-Unsubscribe-Post: List-Unsubscribe=One-Click</c>
     /// only when there is an HTTPS URI, which RFC 8058 requires for one-click. Empty when both are null.

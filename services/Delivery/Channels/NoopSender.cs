@@ -1,3 +1,6 @@
+using Crm.Delivery.Channels.Email;
+using Crm.Delivery.Channels.Sms;
+
 namespace Crm.Delivery.Channels;
 
 /// <summary>

@@ -1,14 +1,14 @@
 namespace Crm.Delivery.Channels;
 
 /// <summary>A tenant's provider account as the senders need it: its settings and its decrypted secret.</summary>
-/// <param name="Settings">Twilio: account_sid, from or messaging_service_sid, base_url (defaults to https://api.twilio.com),
-/// status_callback_url. SMTP: host, port, from, from_name, username, secure (none, starttls, ssl).</param>
-/// <param name="Secret">Twilio auth token; SMTP password (may be null).</param>
+/// <param name="Settings">Each provider's own (see its account reader: TwilioAccount, SmtpAccount, KakaoAccount).</param>
+/// <param name="Secret">The provider's credential (Twilio auth token, SMTP password, NHN Cloud secret key), decrypted.</param>
 public sealed record ProviderAccountConfig(string AccountId, string Kind, IReadOnlyDictionary<string, string> Settings, string? Secret)
 {
-    /// <summary>Delivery receipts come back naming the provider's message id (Twilio status callbacks; an email's Message-Id
-    /// in bounces and complaints), so such ids are indexed.</summary>
-    public bool SendsReceipts => Kind is Sms.TwilioSmsSender.Kind or Email.SmtpEmailSender.Kind;
+
+    /// <summary>A setting, trimmed, or null when absent or blank.</summary>
+    public string? Setting(string name) =>
+        Settings.TryGetValue(name, out var value) && !string.IsNullOrWhiteSpace(value) ? value.Trim() : null;
 }
 
 /// <summary>Text from a provider (an error message, an SMTP reply) as far as it is stored and returned to a tenant.</summary>
@@ -25,11 +25,6 @@ public static class ProviderText
         return string.Concat(text.AsSpan(0, keep), "…");
     }
 }
-
-public sealed record OutgoingSms(string To, string Body);
-
-/// <param name="Headers">Extra headers, e.g. List-Unsubscribe and List-Unsubscribe-Post for marketing email.</param>
-public sealed record OutgoingEmail(string To, string? ToName, string Subject, string? TextBody, string? HtmlBody, IReadOnlyDictionary<string, string> Headers);
 
 public enum SendOutcomeKind
 {
@@ -57,16 +52,6 @@ public sealed record SendOutcome(
     bool RecipientUnreachable = false,
     TimeSpan? RetryAfter = null,
     int Attempts = 1);
-
-public interface ISmsSender
-{
-    Task<SendOutcome> SendAsync(ProviderAccountConfig account, OutgoingSms sms, CancellationToken ct);
-}
-
-public interface IEmailSender
-{
-    Task<SendOutcome> SendAsync(ProviderAccountConfig account, OutgoingEmail email, CancellationToken ct);
-}
 
 /// <summary>Bounded exponential back-off with jitter for the senders' in-call retries.</summary>
 public sealed class RetryOptions

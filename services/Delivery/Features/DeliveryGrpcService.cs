@@ -18,10 +18,13 @@ public sealed partial class DeliveryGrpcService : DeliveryService.DeliveryServic
     private readonly DeliveryOptions _options;
     private readonly TimeProvider _clock;
     private readonly Crm.BuildingBlocks.Net.OutboundGuard _guard;
+    private readonly Channels.ChannelRegistry _channels;
 
     public DeliveryGrpcService(TenantDb db, TenantPolicies policies, SecretBox secrets, MessageIntake intake,
-        Pipeline.DeliveryPipeline pipeline, DeliveryOptions options, TimeProvider clock, Crm.BuildingBlocks.Net.OutboundGuard guard)
+        Pipeline.DeliveryPipeline pipeline, DeliveryOptions options, TimeProvider clock, Crm.BuildingBlocks.Net.OutboundGuard guard,
+        Channels.ChannelRegistry channels)
     {
+        _channels = channels;
         _guard = guard;
         _options = options;
         _clock = clock;

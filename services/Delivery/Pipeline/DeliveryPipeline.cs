@@ -2,7 +2,6 @@ using Crm.BuildingBlocks.Data;
 using System.Collections.Concurrent;
 using System.Globalization;
 using Crm.Delivery.Channels;
-using Crm.Delivery.Channels.Sms;
 using Crm.Delivery.Features.Messages;
 using Crm.Delivery.Features.Policies;
 using Dapper;
@@ -25,15 +24,11 @@ public sealed class DeliveryPipeline(
     TenantPolicies policies,
     FrequencyCaps caps,
     ProviderThrottle throttle,
-    ISmsSender sms,
-    IEmailSender email,
-    Channels.Email.EmailComposer composer,
+    ChannelRegistry channels,
     DeliveryOptions options,
     TimeProvider clock,
     ILogger<DeliveryPipeline> logger)
 {
-    private static readonly NoopSender Noop = new();
-
     /// <summary>A worker holds a message for this long; a stopped worker's messages are taken up after it (StrandedMessages).</summary>
     public TimeSpan Lease => options.ClaimLease;
 
@@ -66,7 +61,7 @@ public sealed class DeliveryPipeline(
         var ct = CancellationToken.None;
         foreach (var tenantBatch in claimed.GroupBy(m => m.TenantId))
         {
-            var outcomes = new Outcomes(tenantBatch.Key, clock);
+            var outcomes = new Outcomes(tenantBatch.Key, clock, channels);
             try
             {
                 await RunAsync(tenantBatch.Key, tenantBatch.ToList(), outcomes, ct);
@@ -79,6 +74,8 @@ public sealed class DeliveryPipeline(
             }
             await ReleaseCapsAsync(outcomes, ct);
             await outcomes.WriteAsync(db, ct);
+            // Messages moved to their next channel go on now, still claimed by this worker.
+            if (outcomes.FellBack is { Count: > 0 } moved) await ProcessClaimedAsync(await HeldAsync(tenantBatch.Key, moved, ct));
         }
     }
 
@@ -190,7 +187,7 @@ public sealed class DeliveryPipeline(
         // 6–7. Advertising form and send, concurrently (each already recorded as sending). Each
         // account's settings and secret are opened once per batch, not once per message.
         var configs = slotted.Select(s => s.Candidate.Account).DistinctBy(a => a.AccountId)
-            .ToDictionary(a => a.AccountId, a => AccountConfig(tenant, a), StringComparer.Ordinal);
+            .ToDictionary(a => a.AccountId, a => channels.Get(a.Channel).Configure(tenant, policies.Config(tenant, a)), StringComparer.Ordinal);
         await Parallel.ForEachAsync(slotted, new ParallelOptions { MaxDegreeOfParallelism = options.Concurrency, CancellationToken = ct },
             async (s, token) =>
             {
@@ -218,57 +215,30 @@ public sealed class DeliveryPipeline(
         }
     }
 
-    private ProviderAccountConfig AccountConfig(string tenant, ProviderAccountRow account)
-    {
-        var config = policies.Config(tenant, account);
-        if (config.SendsReceipts && options.PublicBaseUrl.Length > 0 && !config.Settings.ContainsKey("status_callback_url"))
-            config = config with
-            {
-                Settings = new Dictionary<string, string>(config.Settings)
-                {
-                    ["status_callback_url"] = Features.Receipts.TwilioStatusCallbacks.UrlFor(options.PublicBaseUrl, tenant, account.AccountId),
-                },
-            };
-        return config;
-    }
-
     private async Task SendPacedAsync(TenantPolicy policy, Candidate c, ProviderAccountConfig config, Outcomes outcomes, CancellationToken ct)
     {
         var (m, contact, account, _) = c;
 
-        SendOutcome outcome;
-        int? segments = null;
-        if (m.Channel == "sms")
+        var channel = channels.Get(m.Channel);
+        var (outcome, segments, attempted, fallBack) = await channel.SendAsync(new ChannelSend(m, contact, policy.Settings, config), ct);
+        if (!attempted)
         {
-            var body = m.TextBody ?? "";
-            if (m.Purpose == "marketing" && policy.Settings.KoreanAdvertisingRules)
-            {
-                if (policy.Settings.SenderName.Length == 0 || policy.Settings.OptOutNumber.Length == 0)
-                {
-                    outcomes.Fail(m, "marketing SMS needs the sender name and free opt-out number (SetSenderProfile)", unreachable: false);
-                    return;
-                }
-                body = AdvertisingForm.KoreanSmsAd(body, policy.Settings.SenderName, policy.Settings.OptOutNumber);
-            }
-            segments = SmsSegments.Count(body).Segments;
-            outcome = await (account.Kind == NoopSender.Kind ? Noop : sms).SendAsync(config, new OutgoingSms(contact.Phone!, body), ct);
+            outcomes.Fail(m, outcome.Reason, unreachable: false);
+            return;
         }
-        else
+        if (fallBack && m.Fallback.Length > 0)
         {
-            var composed = composer.Compose(m, policy.Settings, config, contact.Email!);
-            if (composed.Email is null)
-            {
-                outcomes.Fail(m, composed.Problem!, unreachable: false);
-                return;
-            }
-            outcome = await (account.Kind == NoopSender.Kind ? Noop : email).SendAsync(config, composed.Email, ct);
+            // The same message goes on on the next channel, through the whole pipeline again (consent, window, caps).
+            var at = clock.GetUtcNow();
+            outcomes.FallBack(m, $"{channel.Name}: {outcome.Reason}; continuing on {m.Fallback[0]}", at, at + Lease);
+            return;
         }
 
         switch (outcome.Kind)
         {
             case SendOutcomeKind.Sent:
             case SendOutcomeKind.Unconfirmed:
-                outcomes.Sent(m, outcome, segments, config.SendsReceipts);
+                outcomes.Sent(m, outcome, segments, channels.SendsReceipts(config.Kind));
                 break;
             case SendOutcomeKind.Permanent:
                 outcomes.Fail(m, outcome.Reason, outcome.RecipientUnreachable, attempted: true);
@@ -283,12 +253,9 @@ public sealed class DeliveryPipeline(
         }
     }
 
-    private sealed record Candidate(MessageRow Message, ContactState Contact, ProviderAccountRow Account, IReadOnlyList<CapRule> Rules);
+    private sealed record Candidate(MessageRow Message, DeliveryContact Contact, ProviderAccountRow Account, IReadOnlyList<CapRule> Rules);
 
-    private sealed record ContactState(string? Email, string? Phone, string? TimeZone, bool Suppressed, bool Erased,
-        bool SmsUnreachable, bool EmailUnreachable, HashSet<string> Consents, HashSet<string> OptOuts);
-
-    private async Task<Dictionary<Guid, ContactState>> LoadContactsAsync(string tenant, Guid[] contactIds, CancellationToken ct)
+    private async Task<Dictionary<Guid, DeliveryContact>> LoadContactsAsync(string tenant, Guid[] contactIds, CancellationToken ct)
     {
         await using var scope = await db.BeginAsync(tenant, ct);
         var conn = scope.Connection;
@@ -299,22 +266,19 @@ public sealed class DeliveryPipeline(
             """, new { tenant, contactIds }, cancellationToken: ct));
         var rows = (await grid.ReadAsync<(Guid ContactId, string? Email, string? Phone, string? TimeZone, bool Suppressed, bool Erased, bool SmsUnreachable, bool EmailUnreachable)>()).ToList();
         var consents = (await grid.ReadAsync<(Guid ContactId, string Key, string Status)>()).ToLookup(c => c.ContactId);
-        return rows.ToDictionary(r => r.ContactId, r => new ContactState(r.Email, r.Phone, r.TimeZone, r.Suppressed, r.Erased,
+        return rows.ToDictionary(r => r.ContactId, r => new DeliveryContact(r.Email, r.Phone, r.TimeZone, r.Suppressed, r.Erased,
             r.SmsUnreachable, r.EmailUnreachable,
             consents[r.ContactId].Where(c => c.Status == "opted_in").Select(c => c.Key).ToHashSet(),
             consents[r.ContactId].Where(c => c.Status == "opted_out").Select(c => c.Key).ToHashSet()));
     }
 
     /// <summary>Marketing needs an opt-in on the channel; transactional needs the channel not opted out; erased contacts get nothing.</summary>
-    private static string? ConsentProblem(MessageRow m, ContactState? c)
+    private string? ConsentProblem(MessageRow m, DeliveryContact? c)
     {
         if (c is null) return "contact unknown to delivery (no profile received from Contacts)";
         if (c.Erased) return "contact erased";
         if (c.Suppressed) return "contact suppressed (matches an erased identity)";
-        if (m.Channel == "sms" && string.IsNullOrEmpty(c.Phone)) return "contact has no phone number";
-        if (m.Channel == "email" && string.IsNullOrEmpty(c.Email)) return "contact has no email address";
-        if (m.Channel == "sms" && c.SmsUnreachable) return "sms unreachable (reported by the provider)";
-        if (m.Channel == "email" && c.EmailUnreachable) return "email unreachable (reported by the provider)";
+        if (channels.Get(m.Channel).AddressProblem(c) is { } problem) return problem;
         if (m.Purpose == "marketing" && !c.Consents.Contains($"{m.Channel}:marketing")) return $"consent: no marketing opt-in on {m.Channel}";
         if (m.Purpose == "transactional" && c.OptOuts.Contains($"{m.Channel}:transactional")) return $"consent: opted out of transactional {m.Channel}";
         return null;
@@ -349,10 +313,18 @@ public sealed class DeliveryPipeline(
         await scope.CommitAsync(ct);
     }
 
+    private async Task<List<MessageRow>> HeldAsync(string tenant, IReadOnlyList<Guid> messageIds, CancellationToken ct)
+    {
+        await using var scope = await db.BeginAsync(tenant, ct);
+        return (await scope.Connection.QueryAsync<MessageRow>(
+            $"SELECT {MessageRow.Columns} FROM messages WHERE message_id = ANY(@ids) AND tenant_id = @tenant AND status = 'deferred'",
+            new { tenant, ids = messageIds.ToArray() })).AsList();
+    }
+
     /// <summary>Suppresses messages this worker holds (claimed or scheduled) before they reach any step, recording why.</summary>
     public async Task SuppressAsync(string tenant, IEnumerable<MessageRow> messages, string reason, CancellationToken ct)
     {
-        var outcomes = new Outcomes(tenant, clock);
+        var outcomes = new Outcomes(tenant, clock, channels);
         foreach (var m in messages) outcomes.Suppress(m, reason, null);
         await outcomes.WriteAsync(db, ct);
     }

@@ -16,18 +16,22 @@ namespace Crm.Delivery.Pipeline;
 /// "sent" step is not stored: the timeline reads it from the message's sent_at, as it reads
 /// "accepted" from created_at.
 /// </summary>
-internal sealed class Outcomes(string tenant, TimeProvider clock)
+internal sealed class Outcomes(string tenant, TimeProvider clock, ChannelRegistry channels)
 {
     private readonly ConcurrentDictionary<Guid, Outcome> _byMessage = new();
 
     private sealed record Outcome(MessageRow Message, string Status, string Reason, string? RuleId = null, DateTimeOffset? NotBefore = null,
-        bool ReleaseCaps = false, bool Unreachable = false, SendOutcome? Sent = null, int? Segments = null, bool Attempted = false, bool IndexProviderId = false)
+        bool ReleaseCaps = false, bool Unreachable = false, SendOutcome? Sent = null, int? Segments = null, bool Attempted = false, bool IndexProviderId = false,
+        string? NextChannel = null, DateTimeOffset? HoldUntil = null)
     {
         /// <summary>Stored and shown to the tenant (and published): a provider's error text is cut to a bounded length.</summary>
         public string Reason { get; init; } = ProviderText.Bound(Reason);
     }
 
     public string Tenant { get; } = tenant;
+
+    /// <summary>The messages that moved to their next channel (written), to run through the pipeline again.</summary>
+    public IReadOnlyList<Guid> FellBack { get; private set; } = [];
 
     public IReadOnlyList<MessageRow> ToRelease => _byMessage.Values.Where(o => o.ReleaseCaps).Select(o => o.Message).ToList();
 
@@ -38,6 +42,16 @@ internal sealed class Outcomes(string tenant, TimeProvider clock)
 
     public void Fail(MessageRow m, string reason, bool unreachable, bool attempted = false) =>
         _byMessage[m.MessageId] = new(m, "failed", reason, ReleaseCaps: true, Unreachable: unreachable, Attempted: attempted);
+
+    /// <summary>
+    /// The message moves to the first channel of its fallback order: deferred until now with the reason on its timeline,
+    /// its reservation on the channel it left given back, its provider account left to the new channel's default. Still
+    /// one message: it is taken up again by the pipeline on the new channel.
+    /// </summary>
+    /// <param name="holdUntil">The worker keeps its claim until then, to take the message on at once (the deferred poller
+    /// leaves it alone); a worker that stops lets it go to the poller when the claim runs out.</param>
+    public void FallBack(MessageRow m, string reason, DateTimeOffset now, DateTimeOffset holdUntil) =>
+        _byMessage[m.MessageId] = new(m, "deferred", reason, NotBefore: now, ReleaseCaps: true, Attempted: true, NextChannel: m.Fallback[0], HoldUntil: holdUntil);
 
     /// <summary>
     /// A message whose worker stopped after marking it sending: the provider may have it or not, and
@@ -68,18 +82,21 @@ internal sealed class Outcomes(string tenant, TimeProvider clock)
         // One statement: the outcome on each message, its timeline step and its provider id for receipts.
         // Only messages not decided elsewhere are touched: one cancelled while this batch ran keeps its
         // cancellation, and gets no step or event from here.
-        var written = (await conn.QueryAsync<Guid>("""
+        var written = (await conn.QueryAsync<(Guid, bool)>("""
             WITH w AS (
                 UPDATE messages m SET status = o.status, reason = o.reason, rule_id = o.rule_id, not_before = o.not_before,
                     sent_at = CASE WHEN o.status = 'sent' THEN @now END, provider_message_id = coalesce(o.provider_id, m.provider_message_id),
                     segments = coalesce(o.segments, m.segments),
                     attempts = m.attempts + CASE WHEN o.attempted THEN 1 ELSE 0 END,
                     cap_reserved_at = CASE WHEN o.release THEN NULL ELSE m.cap_reserved_at END,
-                    claimed_until = NULL, updated_at = @now
-                FROM unnest(@ids, @statuses, @reasons, @ruleIds, @notBefores, @providerIds, @receiptIds, @segments, @releases, @attempted)
-                    AS o(id, status, reason, rule_id, not_before, provider_id, receipt_id, segments, release, attempted)
+                    claimed_until = o.hold_until, updated_at = @now,
+                    channel = coalesce(o.next_channel, m.channel),
+                    fallback = CASE WHEN o.next_channel IS NULL THEN m.fallback ELSE m.fallback[2:] END,
+                    provider_account_id = CASE WHEN o.next_channel IS NULL THEN m.provider_account_id END
+                FROM unnest(@ids, @statuses, @reasons, @ruleIds, @notBefores, @providerIds, @receiptIds, @segments, @releases, @attempted, @nextChannels, @holdUntils)
+                    AS o(id, status, reason, rule_id, not_before, provider_id, receipt_id, segments, release, attempted, next_channel, hold_until)
                 WHERE m.message_id = o.id AND m.tenant_id = @tenant AND m.status IN ('accepted', 'deferred', 'sending')
-                RETURNING m.message_id, o.status, o.reason, o.receipt_id),
+                RETURNING m.message_id, o.status, o.reason, o.receipt_id, o.next_channel),
             steps AS (
                 INSERT INTO message_events (tenant_id, message_id, status, reason, at)
                 SELECT @tenant, message_id, status, reason, @now FROM w WHERE NOT (status = 'sent' AND reason = '')),
@@ -87,7 +104,7 @@ internal sealed class Outcomes(string tenant, TimeProvider clock)
                 INSERT INTO message_provider_ids (tenant_id, provider_message_id, message_id)
                 SELECT @tenant, receipt_id, message_id FROM w WHERE receipt_id IS NOT NULL
                 ON CONFLICT DO NOTHING)
-            SELECT message_id FROM w
+            SELECT message_id, next_channel IS NOT NULL FROM w
             """, new
         {
             tenant = Tenant,
@@ -102,14 +119,18 @@ internal sealed class Outcomes(string tenant, TimeProvider clock)
             segments = all.Select(o => o.Segments).ToArray(),
             releases = all.Select(o => o.ReleaseCaps).ToArray(),
             attempted = all.Select(o => o.Attempted).ToArray(),
-        }, tx)).ToHashSet();
-        all = all.Where(o => written.Contains(o.Message.MessageId)).ToList();
+            nextChannels = all.Select(o => o.NextChannel).ToArray(),
+            holdUntils = all.Select(o => o.HoldUntil?.UtcDateTime).ToArray(),
+        }, tx)).ToList();
+        FellBack = written.Where(w => w.Item2).Select(w => w.Item1).ToList();
+        var writtenIds = written.Select(w => w.Item1).ToHashSet();
+        all = all.Where(o => writtenIds.Contains(o.Message.MessageId)).ToList();
 
         var unreachable = all.Where(o => o.Unreachable).ToList();
         foreach (var channel in unreachable.GroupBy(o => o.Message.Channel))
         {
             // Stop at once here; Contacts is told below so the channel is marked for everyone.
-            var column = channel.Key == "sms" ? "sms_unreachable" : "email_unreachable";
+            if (channels.Get(channel.Key).UnreachableFlag is not { } column) continue;
             await conn.ExecuteAsync($"UPDATE contact_channels SET {column} = true WHERE tenant_id = @tenant AND contact_id = ANY(@contacts)",
                 new { tenant = Tenant, contacts = channel.Select(o => o.Message.ContactId).ToArray() }, tx);
         }

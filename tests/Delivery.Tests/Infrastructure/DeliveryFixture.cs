@@ -3,6 +3,7 @@ using Crm.Contracts.Contacts;
 using Crm.Delivery.V1;
 using Crm.Fakes.Smtp;
 using Crm.Fakes.Twilio;
+using Crm.Fakes.Kakao;
 using Crm.TestSupport;
 using Dapper;
 using Grpc.Core;
@@ -36,6 +37,7 @@ public sealed class DeliveryFixture : IAsyncLifetime
 
     /// <summary>Where tracking and unsubscribe links point (Delivery:Tracking:BaseUrl); tests call the same paths on the host.</summary>
     public const string TrackingBaseUrl = "https://t.crm.test";
+    public FakeKakaoServer Kakao { get; } = new();
     public ConnectionMultiplexer Redis { get; private set; } = null!;
     public ServiceHost Host => _hosts[0];
     public DeliveryService.DeliveryServiceClient Client => new(Host.Channel);
@@ -52,6 +54,7 @@ public sealed class DeliveryFixture : IAsyncLifetime
         await Twilio.StartAsync();
         await Smtp.StartAsync();
         await Sns.StartAsync();
+        await Kakao.StartAsync();
         _hosts.Add(await StartHostAsync());
         _bus = Bus.Factory.CreateUsingRabbitMq(cfg => cfg.Host(new Uri(RabbitMqUri)));
         await _bus.StartAsync();
@@ -94,7 +97,7 @@ public sealed class DeliveryFixture : IAsyncLifetime
                 // The SNS fake's certificate is its own: trusted by thumbprint, as an operator would pin a private CA.
                 // (PostConfigure: after the service's own handler, which it replaces.)
                 builder.Services.PostConfigure<Microsoft.Extensions.Http.HttpClientFactoryOptions>(
-                    Crm.Delivery.Features.Receipts.SnsNotifications.HttpClientName,
+                    Crm.Delivery.Channels.Email.SnsNotifications.HttpClientName,
                     o => o.HttpMessageHandlerBuilderActions.Add(b => b.PrimaryHandler = new SocketsHttpHandler
                     {
                         SslOptions = { RemoteCertificateValidationCallback = (_, cert, _, _) => cert?.GetCertHashString() == Sns.Certificate.Thumbprint },
@@ -105,7 +108,7 @@ public sealed class DeliveryFixture : IAsyncLifetime
         return host;
     }
 
-    /// <summary>Sets up a tenant: an SMS account on the Twilio fake, an SMTP account, the Korean sender profile.</summary>
+    /// <summary>Sets up a tenant: an SMS account on the Twilio fake, an SMTP account, a KakaoTalk account on the NHN fake, the Korean sender profile.</summary>
     public async Task<string> NewWorkspaceAsync(double smsPerSecond = 1000, params FrequencyCapRule[] rules)
     {
         var tenant = NewTenant();
@@ -117,7 +120,7 @@ public sealed class DeliveryFixture : IAsyncLifetime
         sms.Settings.Add("account_sid", Twilio.AccountSid);
         sms.Settings.Add("from", "+15005550006");
         sms.Settings.Add("base_url", Twilio.BaseUri.ToString().TrimEnd('/'));
-        sms.Settings.Add("status_callback_url", Crm.Delivery.Features.Receipts.TwilioStatusCallbacks.UrlFor(Host.HttpAddress.ToString(), tenant, "twilio-main"));
+        sms.Settings.Add("status_callback_url", Crm.Delivery.Channels.Sms.TwilioStatusCallbacks.UrlFor(Host.HttpAddress.ToString(), tenant, "twilio-main"));
         await Client.UpsertProviderAccountAsync(new UpsertProviderAccountRequest { Account = sms, Secret = Twilio.AuthToken }, auth);
         var email = new ProviderAccount
         {
@@ -128,6 +131,14 @@ public sealed class DeliveryFixture : IAsyncLifetime
         email.Settings.Add("from", "shop@example.kr");
         email.Settings.Add("from_name", "데모 상점");
         await Client.UpsertProviderAccountAsync(new UpsertProviderAccountRequest { Account = email }, auth);
+        var kakao = new ProviderAccount
+        {
+            AccountId = "kakao-main", Kind = ProviderKind.NhnKakao, Channel = V1.Channel.Kakao, IsDefault = true, MessagesPerSecond = 1000,
+        };
+        kakao.Settings.Add("app_key", Kakao.AppKey);
+        kakao.Settings.Add("sender_key", Kakao.SenderKey);
+        kakao.Settings.Add("base_url", Kakao.BaseUri.ToString());
+        await Client.UpsertProviderAccountAsync(new UpsertProviderAccountRequest { Account = kakao, Secret = Kakao.SecretKey }, auth);
         await Client.SetSenderProfileAsync(new SetSenderProfileRequest
         {
             Profile = new SenderProfile
@@ -187,6 +198,7 @@ public sealed class DeliveryFixture : IAsyncLifetime
         await Twilio.DisposeAsync();
         await Smtp.DisposeAsync();
         await Sns.DisposeAsync();
+        await Kakao.DisposeAsync();
         await TestServers.DropDatabaseAsync(_database);
         await TestServers.DeleteVirtualHostAsync(_vhost);
     }

@@ -11,14 +11,14 @@ internal sealed record SmtpAccount(string Host, int Port, SecureSocketOptions Se
     /// <returns>The account, or why it cannot be used (a configuration problem: no connection is worth making).</returns>
     public static (SmtpAccount? Account, string? Problem) Read(ProviderAccountConfig config)
     {
-        var host = Setting(config, "host");
+        var host = config.Setting("host");
         if (host is null)
         {
             return (null, "no host setting");
         }
         // Without a secure setting, a loopback relay (or the test fake) gets plain SMTP, and anything across
         // the network gets STARTTLS so credentials and content are never sent in clear by omission.
-        SecureSocketOptions? security = Setting(config, "secure")?.ToUpperInvariant() switch
+        SecureSocketOptions? security = config.Setting("secure")?.ToUpperInvariant() switch
         {
             null => IsLoopback(host) ? SecureSocketOptions.None : SecureSocketOptions.StartTls,
             "NONE" => SecureSocketOptions.None,
@@ -28,19 +28,19 @@ internal sealed record SmtpAccount(string Host, int Port, SecureSocketOptions Se
         };
         if (security is null)
         {
-            return (null, $"secure must be none, starttls or ssl, not '{Setting(config, "secure")}'");
+            return (null, $"secure must be none, starttls or ssl, not '{config.Setting("secure")}'");
         }
         var port = DefaultPort(security.Value);
-        if (Setting(config, "port") is { } portText
+        if (config.Setting("port") is { } portText
             && (!int.TryParse(portText, NumberStyles.None, CultureInfo.InvariantCulture, out port) || port is < 1 or > 65535))
         {
             return (null, $"port '{portText}' is not a TCP port");
         }
-        if (!EmailAddresses.TryParse(Setting(config, "from"), Setting(config, "from_name"), out var from))
+        if (!EmailAddresses.TryParse(config.Setting("from"), config.Setting("from_name"), out var from))
         {
-            return (null, $"from '{Setting(config, "from")}' is not an email address");
+            return (null, $"from '{config.Setting("from")}' is not an email address");
         }
-        return (new SmtpAccount(host, port, security.Value, from, Setting(config, "username"), config.Secret), null);
+        return (new SmtpAccount(host, port, security.Value, from, config.Setting("username"), config.Secret), null);
     }
 
     private static bool IsLoopback(string host) =>
@@ -54,8 +54,6 @@ internal sealed record SmtpAccount(string Host, int Port, SecureSocketOptions Se
         _ => 25,
     };
 
-    private static string? Setting(ProviderAccountConfig config, string name) =>
-        config.Settings.TryGetValue(name, out var value) && !string.IsNullOrWhiteSpace(value) ? value.Trim() : null;
 }
 
 internal static class EmailAddresses

@@ -1,12 +1,14 @@
-using System.Net.Http.Headers;
-using System.Text;
+using Twilio.Rest.Api.V2010.Account;
+using Twilio.Types;
 
 namespace Crm.Delivery.Channels.Sms;
 
 /// <summary>What <see cref="TwilioSmsSender"/> needs from a tenant's provider account, read and checked once per send.</summary>
+/// <param name="BaseUri">Where the Messages API is (https://api.twilio.com/, or the loopback fake in tests and the demo).</param>
 internal sealed record TwilioAccount(
-    Uri MessagesUri,
-    AuthenticationHeaderValue Authorization,
+    Uri BaseUri,
+    string AccountSid,
+    string AuthToken,
     string? From,
     string? MessagingServiceSid,
     string? StatusCallbackUrl)
@@ -16,7 +18,7 @@ internal sealed record TwilioAccount(
     /// <returns>The account, or why it cannot be used (a configuration problem: no request is worth making).</returns>
     public static (TwilioAccount? Account, string? Problem) Read(ProviderAccountConfig config)
     {
-        var accountSid = Setting(config, "account_sid");
+        var accountSid = config.Setting("account_sid");
         if (accountSid is null)
         {
             return (null, "no account_sid setting");
@@ -25,14 +27,14 @@ internal sealed record TwilioAccount(
         {
             return (null, "no auth token (secret)");
         }
-        var from = Setting(config, "from");
-        var messagingServiceSid = Setting(config, "messaging_service_sid");
+        var from = config.Setting("from");
+        var messagingServiceSid = config.Setting("messaging_service_sid");
         if (from is null && messagingServiceSid is null)
         {
             return (null, "neither from nor messaging_service_sid is set");
         }
         var baseUri = DefaultBaseUri;
-        if (Setting(config, "base_url") is { } baseUrl)
+        if (config.Setting("base_url") is { } baseUrl)
         {
             // A base without a trailing slash would make the relative path replace its last segment.
             if (!Uri.TryCreate(baseUrl.EndsWith('/') ? baseUrl : baseUrl + "/", UriKind.Absolute, out baseUri))
@@ -40,29 +42,24 @@ internal sealed record TwilioAccount(
                 return (null, $"base_url '{baseUrl}' is not an absolute URL");
             }
         }
-
-        var messagesUri = new Uri(baseUri, $"2010-04-01/Accounts/{Uri.EscapeDataString(accountSid)}/Messages.json");
-        var credentials = Convert.ToBase64String(Encoding.UTF8.GetBytes($"{accountSid}:{config.Secret}"));
-        return (new TwilioAccount(
-            messagesUri,
-            new AuthenticationHeaderValue("Basic", credentials),
-            from,
-            messagingServiceSid,
-            Setting(config, "status_callback_url")), null);
-    }
-
-    /// <summary>The create-message form. A Messaging Service, when configured, picks the sender itself, so From is then left out.</summary>
-    public IEnumerable<KeyValuePair<string, string>> Form(OutgoingSms sms)
-    {
-        yield return new("To", sms.To);
-        yield return MessagingServiceSid is not null ? new("MessagingServiceSid", MessagingServiceSid) : new("From", From!);
-        yield return new("Body", sms.Body);
-        if (StatusCallbackUrl is not null)
+        var callback = config.Setting("status_callback_url");
+        if (callback is not null && !Uri.TryCreate(callback, UriKind.Absolute, out _))
         {
-            yield return new("StatusCallback", StatusCallbackUrl);
+            return (null, $"status_callback_url '{callback}' is not an absolute URL");
         }
+        return (new TwilioAccount(baseUri, accountSid, config.Secret, from, messagingServiceSid, callback), null);
     }
 
-    private static string? Setting(ProviderAccountConfig config, string name) =>
-        config.Settings.TryGetValue(name, out var value) && !string.IsNullOrWhiteSpace(value) ? value.Trim() : null;
+    /// <summary>The create-message call. A Messaging Service, when configured, picks the sender itself, so From is then left out.</summary>
+    public CreateMessageOptions Options(OutgoingSms sms) => new(new PhoneNumber(sms.To))
+    {
+        PathAccountSid = AccountSid,
+        From = MessagingServiceSid is null ? new PhoneNumber(From!) : null,
+        MessagingServiceSid = MessagingServiceSid,
+        Body = sms.Body,
+        StatusCallback = StatusCallbackUrl is null ? null : new Uri(StatusCallbackUrl),
+    };
+
+    /// <summary>The SDK addresses api.twilio.com; the request goes to the account's base URL with the same path.</summary>
+    public Uri Rebase(Uri sdkUri) => new(BaseUri, sdkUri.PathAndQuery.TrimStart('/'));
 }

@@ -1,22 +1,28 @@
 using System.Collections.Frozen;
 using System.Globalization;
 using System.Net;
-using System.Text.Json;
 using Crm.BuildingBlocks.Net;
+using Twilio.Clients;
+using Twilio.Exceptions;
+using Twilio.Http;
+using Twilio.Rest.Api.V2010.Account;
 
 namespace Crm.Delivery.Channels.Sms;
 
 /// <summary>
-/// Sends SMS through Twilio's Messages API (2010-04-01) over plain HTTP, since there is no Twilio SDK in
-/// the package set. Rate limits (429) and server errors are retried inside the call; anything the
-/// provider may already have acted on is never retried (see <see cref="SendOutcomeKind.Unconfirmed"/>).
+/// Sends SMS through Twilio's Messages API (2010-04-01) with Twilio's own library (<see cref="MessageResource"/>,
+/// <see cref="TwilioRestClient"/>) over an <see cref="System.Net.Http.HttpClient"/> this service controls: Twilio's
+/// <see cref="SystemNetHttpClient"/> wraps a client whose only handler is <see cref="AttemptHandler"/>, which sends
+/// through the service's client (outbound guard, handler lifetimes), to the account's base URL, within the
+/// attempt's timeout, and remembers what the library does not hand back (the HTTP status, Retry-After, whether
+/// the body went out). Rate limits (429) and server errors are retried inside the call; anything the provider
+/// may already have acted on is never retried (see <see cref="SendOutcomeKind.Unconfirmed"/>).
 /// </summary>
 /// <remarks>
-/// Takes an <see cref="HttpClient"/> rather than the factory so the module can register it as a typed client
-/// and the factory keeps managing handler lifetimes. One
-/// client serves every tenant: credentials travel on each request, never on the client. Leave the client's
-/// own <see cref="HttpClient.Timeout"/> infinite (the module does): the
-/// per-request timeout is enforced here, where a timeout can be told apart from the caller's cancellation.
+/// Takes an <see cref="System.Net.Http.HttpClient"/> rather than the factory so the module can register it as a
+/// typed client. One client serves every tenant: credentials travel on each request, never on the client. Leave
+/// the client's own <see cref="System.Net.Http.HttpClient.Timeout"/> infinite (the module does): the per-request
+/// timeout is enforced here, where a timeout can be told apart from the caller's cancellation.
 /// </remarks>
 public sealed class TwilioSmsSender : ISmsSender
 {
@@ -26,10 +32,10 @@ public sealed class TwilioSmsSender : ISmsSender
     // The number itself cannot take our SMS (invalid, opted out with STOP, landline): Contacts marks the channel.
     private static readonly FrozenSet<int> UnreachableCodes = FrozenSet.Create(21211, 21610, 21614);
 
-    private readonly HttpClient _http;
+    private readonly System.Net.Http.HttpClient _http;
     private readonly RetryPolicy _retry;
 
-    public TwilioSmsSender(HttpClient http, RetryPolicy retry)
+    public TwilioSmsSender(System.Net.Http.HttpClient http, RetryPolicy retry)
     {
         ArgumentNullException.ThrowIfNull(http);
         ArgumentNullException.ThrowIfNull(retry);
@@ -55,131 +61,103 @@ public sealed class TwilioSmsSender : ISmsSender
     {
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
         timeout.CancelAfter(_retry.Options.RequestTimeout);
-        using var content = new SendTrackingFormContent(twilio.Form(sms));
-        using var request = new HttpRequestMessage(HttpMethod.Post, twilio.MessagesUri) { Content = content };
-        request.Headers.Authorization = twilio.Authorization;
+        using var attempt = new AttemptHandler(_http, twilio, timeout.Token);
+        using var http = new System.Net.Http.HttpClient(attempt, disposeHandler: false) { Timeout = Timeout.InfiniteTimeSpan };
+        var client = new TwilioRestClient(twilio.AccountSid, twilio.AuthToken, httpClient: new SystemNetHttpClient(http));
         try
         {
-            using var response = await _http.SendAsync(request, timeout.Token).ConfigureAwait(false);
-            var body = await response.Content.ReadAsStringAsync(timeout.Token).ConfigureAwait(false);
-            return Classify(response, TwilioResponseBody.Parse(body));
+            var message = await MessageResource.CreateAsync(twilio.Options(sms), client).ConfigureAwait(false);
+            return ProviderAttempt.Final(new SendOutcome(SendOutcomeKind.Sent,
+                message.Sid is null ? $"Twilio answered {attempt.Status} without a message sid" : $"Twilio accepted ({message.Status?.ToString() ?? "queued"})",
+                ProviderMessageId: message.Sid));
         }
-        catch (OperationCanceledException) when (!ct.IsCancellationRequested)
+        catch (Newtonsoft.Json.JsonException) when (attempt.Status is >= 200 and < 300)
         {
-            // Our timeout (or the HttpClient's own). Once the body went out Twilio may have created the
-            // message, and a retry could send it twice.
-            return content.SendStarted
+            // A 2xx whose body we cannot read still means "created"; only the sid is lost.
+            return ProviderAttempt.Final(new SendOutcome(SendOutcomeKind.Sent, $"Twilio answered {attempt.Status} without a message sid"));
+        }
+        catch (ApiException e)
+        {
+            return Classify(attempt, e);
+        }
+        catch (ApiConnectionException e) when (e.InnerException is OperationCanceledException && ct.IsCancellationRequested)
+        {
+            throw new OperationCanceledException("The send was cancelled.", e.InnerException, ct);
+        }
+        catch (ApiConnectionException e) when (e.InnerException is OperationCanceledException)
+        {
+            // Our timeout. Once the body went out Twilio may have created the message, and a retry could send it twice.
+            return attempt.SendStarted
                 ? ProviderAttempt.Final(new SendOutcome(SendOutcomeKind.Unconfirmed,
                     $"no answer from Twilio within {_retry.Options.RequestTimeout.TotalSeconds:0.###} s; the message may have been accepted"))
                 : ProviderAttempt.Retry("timed out before the request was sent");
         }
-        catch (HttpRequestException e) when (e.GetBaseException() is OutboundAddressRefusedException refused)
+        catch (ApiConnectionException e) when (e.InnerException is HttpRequestException { } inner && inner.GetBaseException() is OutboundAddressRefusedException refused)
         {
             return ProviderAttempt.Final(new SendOutcome(SendOutcomeKind.Permanent, $"Twilio base URL refused: {refused.Message}"));
         }
-        catch (HttpRequestException e)
+        catch (ApiConnectionException e) when (e.InnerException is HttpRequestException inner)
         {
             // The outer message is generic ("An error occurred while sending the request"); the cause is inside.
-            var cause = $"({e.HttpRequestError}): {e.GetBaseException().Message}";
-            return content.SendStarted
+            var cause = $"({inner.HttpRequestError}): {inner.GetBaseException().Message}";
+            return attempt.SendStarted
                 ? ProviderAttempt.Final(new SendOutcome(SendOutcomeKind.Unconfirmed, $"connection lost after the request was sent {cause}"))
                 : ProviderAttempt.Retry($"could not reach Twilio {cause}");
         }
     }
 
-    private ProviderAttempt Classify(HttpResponseMessage response, TwilioResponseBody body)
+    private ProviderAttempt Classify(AttemptHandler attempt, ApiException e)
     {
-        var status = (int)response.StatusCode;
-        if (response.IsSuccessStatusCode)
+        var status = attempt.Status;
+        // Without a Twilio error body the library reports code 0 (e.g. an HTML page from a proxy).
+        int? code = e.Code != 0 ? e.Code : null;
+        var reason = code is { } c
+            ? string.Create(CultureInfo.InvariantCulture, $"Twilio {status} error {c}: {e.Message}")
+            : string.Create(CultureInfo.InvariantCulture, $"Twilio {status} without an error body");
+        if (status == (int)HttpStatusCode.TooManyRequests || status >= 500)
         {
-            // A 2xx whose body we cannot read still means "created"; only the sid is lost.
-            return ProviderAttempt.Final(new SendOutcome(SendOutcomeKind.Sent,
-                body.Sid is null ? $"Twilio answered {status} without a message sid" : $"Twilio accepted ({body.MessageStatus ?? "queued"})",
-                ProviderMessageId: body.Sid));
-        }
-
-        var reason = Describe(status, body);
-        if (response.StatusCode == HttpStatusCode.TooManyRequests || status >= 500)
-        {
-            var retryAfter = _retry.RetryAfter(response.Headers.RetryAfter);
+            var retryAfter = _retry.RetryAfter(attempt.RetryAfter);
             if (retryAfter is { } wait && !_retry.CanWaitFor(wait))
             {
                 // Too long to hold this call: the pipeline defers the message instead.
-                return ProviderAttempt.Final(new SendOutcome(SendOutcomeKind.Transient, reason,
-                    ProviderErrorCode: body.Code, RetryAfter: wait));
+                return ProviderAttempt.Final(new SendOutcome(SendOutcomeKind.Transient, reason, ProviderErrorCode: code, RetryAfter: wait));
             }
-            return ProviderAttempt.Retry(reason, retryAfter, body.Code);
+            return ProviderAttempt.Retry(reason, retryAfter, code);
         }
-
         return ProviderAttempt.Final(new SendOutcome(SendOutcomeKind.Permanent, reason,
-            ProviderErrorCode: body.Code, RecipientUnreachable: body.Code is { } code && UnreachableCodes.Contains(code)));
+            ProviderErrorCode: code, RecipientUnreachable: code is { } unreachable && UnreachableCodes.Contains(unreachable)));
     }
 
-    private static string Describe(int status, TwilioResponseBody body) =>
-        body.Code is { } code
-            ? string.Create(CultureInfo.InvariantCulture, $"Twilio {status} error {code}: {body.Message}")
-            : string.Create(CultureInfo.InvariantCulture, $"Twilio {status} without an error body");
-
     /// <summary>
-    /// The form body, remembering whether the handler started writing it: that happens only once a
-    /// connection is up and the request headers are out, so before it nothing can have reached Twilio
-    /// and a retry is safe. (Conservative: "started" may still be short of Twilio having read it.)
+    /// The one handler of an attempt's client: forwards the library's request through the service's client to
+    /// the account's base URL, within the attempt's timeout (the library passes no token), and keeps the HTTP
+    /// status and Retry-After (the library's exceptions drop them) and whether the body started going out: that
+    /// happens only once a connection is up and the request headers are out, so before it nothing can have
+    /// reached Twilio and a retry is safe. (Conservative: "started" may still be short of Twilio having read it.)
     /// </summary>
-    private sealed class SendTrackingFormContent(IEnumerable<KeyValuePair<string, string>> fields) : FormUrlEncodedContent(fields)
+    private sealed class AttemptHandler(System.Net.Http.HttpClient http, TwilioAccount twilio, CancellationToken timeout) : HttpMessageHandler
     {
         private int _started;
 
         public bool SendStarted => Volatile.Read(ref _started) == 1;
 
-        protected override void SerializeToStream(Stream stream, TransportContext? context, CancellationToken cancellationToken)
-        {
-            Volatile.Write(ref _started, 1);
-            base.SerializeToStream(stream, context, cancellationToken);
-        }
+        public int Status { get; private set; }
 
-        protected override Task SerializeToStreamAsync(Stream stream, TransportContext? context)
-        {
-            Volatile.Write(ref _started, 1);
-            return base.SerializeToStreamAsync(stream, context);
-        }
+        public System.Net.Http.Headers.RetryConditionHeaderValue? RetryAfter { get; private set; }
 
-        protected override Task SerializeToStreamAsync(Stream stream, TransportContext? context, CancellationToken cancellationToken)
+        protected override async Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
         {
-            Volatile.Write(ref _started, 1);
-            return base.SerializeToStreamAsync(stream, context, cancellationToken);
-        }
-    }
-}
-
-/// <summary>
-/// The fields of a Messages API answer that matter here. Read by hand because "status" is the message
-/// status (a string) on success but the HTTP status (a number) in an error body.
-/// </summary>
-internal readonly record struct TwilioResponseBody(string? Sid, string? MessageStatus, int? Code, string? Message)
-{
-    public static TwilioResponseBody Parse(string json)
-    {
-        try
-        {
-            using var document = JsonDocument.Parse(json);
-            var root = document.RootElement;
-            if (root.ValueKind != JsonValueKind.Object)
+            using var linked = CancellationTokenSource.CreateLinkedTokenSource(timeout, cancellationToken);
+            // A request reaching a handler counts as sent for its client, so the service's client gets a copy.
+            using var forward = new HttpRequestMessage(request.Method, twilio.Rebase(request.RequestUri!))
             {
-                return default;
-            }
-            return new TwilioResponseBody(Text(root, "sid"), Text(root, "status"), Number(root, "code"), Text(root, "message"));
-        }
-        catch (JsonException)
-        {
-            return default;  // e.g. an HTML error page from a proxy in front of the API
+                Content = request.Content is { } content ? new SendTrackingContent(content, () => Volatile.Write(ref _started, 1)) : null,
+            };
+            foreach (var header in request.Headers) forward.Headers.TryAddWithoutValidation(header.Key, header.Value);
+            var response = await http.SendAsync(forward, linked.Token).ConfigureAwait(false);
+            Status = (int)response.StatusCode;
+            RetryAfter = response.Headers.RetryAfter;
+            return response;
         }
     }
-
-    private static string? Text(JsonElement root, string name) =>
-        root.TryGetProperty(name, out var value) && value.ValueKind == JsonValueKind.String ? value.GetString() : null;
-
-    private static int? Number(JsonElement root, string name) =>
-        root.TryGetProperty(name, out var value) && value.ValueKind == JsonValueKind.Number && value.TryGetInt32(out var number)
-            ? number
-            : null;
 }

@@ -57,7 +57,7 @@ public sealed partial class DeliveryGrpcService
             })).AsList();
             await scope.CommitAsync(ct);
         }
-        var outcomes = new Pipeline.Outcomes(tenant, _clock);
+        var outcomes = new Pipeline.Outcomes(tenant, _clock, _channels);
         foreach (var m in cancelled) outcomes.Suppress(m, reason, null);
         await outcomes.WriteAsync(_db, ct);
         // A full page may have left more behind (an exact 10,000 costs the caller one empty call).

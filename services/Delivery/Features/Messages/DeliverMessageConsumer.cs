@@ -12,7 +12,7 @@ namespace Crm.Delivery.Features.Messages;
 /// database statements per batch, not per command. A command delivered twice accepts nothing new
 /// (idempotency keys) and processes nothing twice (claims).
 /// </summary>
-public sealed class DeliverMessageConsumer(MessageIntake intake, DeliveryPipeline pipeline, ILogger<DeliverMessageConsumer> logger)
+public sealed class DeliverMessageConsumer(MessageIntake intake, DeliveryPipeline pipeline, Channels.ChannelRegistry channels, ILogger<DeliverMessageConsumer> logger)
     : IConsumer<Batch<DeliverMessage>>
 {
     public const string IgnoreCapsRefused =
@@ -28,7 +28,7 @@ public sealed class DeliverMessageConsumer(MessageIntake intake, DeliveryPipelin
             foreach (var r in commands.SelectMany(c => c.Messages))
             {
                 var v = new Validation();
-                MessageIntake.Validate(r, "", v);
+                MessageIntake.Validate(r, "", v, channels);
                 if (v.IsValid) valid.Add(r);
                 else logger.LogWarning("DeliverMessage for {Tenant} rejected {Key}: {Problems}", tenant, r.IdempotencyKey,
                     string.Join("; ", v.Violations.Select(x => $"{x.Field}: {x.Description}")));

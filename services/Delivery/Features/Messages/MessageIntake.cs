@@ -1,6 +1,7 @@
 using Crm.BuildingBlocks.Data;
 using Crm.BuildingBlocks.Errors;
 using Crm.Contracts.Delivery;
+using Crm.Delivery.Channels;
 using Dapper;
 using Npgsql;
 using StackExchange.Redis;
@@ -15,17 +16,25 @@ public sealed class MessageIntake(TenantDb db, IConnectionMultiplexer redis, Del
 {
     private static readonly TimeSpan RememberKeysFor = TimeSpan.FromDays(7);
 
-    public static void Validate(DeliveryRequest r, string path, Validation v)
+    public static void Validate(DeliveryRequest r, string path, Validation v, ChannelRegistry channels)
     {
         if (r.IdempotencyKey.Length is 0 or > 200) v.Add($"{path}idempotency_key", "is required (1 to 200 characters)");
         if (r.ContactId == Guid.Empty) v.Add($"{path}contact_id", "is required");
-        if (r.Channel is not ("email" or "sms")) v.Add($"{path}channel", "must be email or sms");
+        var channel = channels.Find(r.Channel);
+        if (channel is null) v.Add($"{path}channel", $"must be one of {channels.Names}");
         if (r.Purpose is not ("marketing" or "transactional")) v.Add($"{path}purpose", "must be marketing or transactional");
         if (string.IsNullOrEmpty(r.TextBody) && string.IsNullOrEmpty(r.HtmlBody)) v.Add($"{path}text_body", "a body is required");
-        if (r.Channel == "email" && string.IsNullOrEmpty(r.Subject)) v.Add($"{path}subject", "is required for email");
         if (r.OnCap is not ("suppress" or "defer")) v.Add($"{path}on_cap", "must be suppress or defer");
         if ((r.QuietStart is not null || r.QuietEnd is not null) && !Pipeline.SendingWindow.TryParseWindow(r.QuietStart, r.QuietEnd, out _))
             v.Add($"{path}quiet_start", "quiet_start and quiet_end must both be HH:mm");
+        channel?.Validate(r, path, v);
+        for (var i = 0; i < (r.Fallback?.Count ?? 0); i++)
+        {
+            var next = channels.Find(r.Fallback![i]);
+            if (next is null) v.Add($"{path}fallback[{i}]", $"must be one of {channels.Names}");
+            else if (next.Name == r.Channel || r.Fallback.Take(i).Contains(next.Name)) v.Add($"{path}fallback[{i}]", "names a channel already tried");
+            else next.Validate(r, path, v);
+        }
         if (r.SendAt is { } sendAt)
         {
             if (sendAt > DateTimeOffset.UtcNow.AddDays(366)) v.Add($"{path}send_at", "is more than a year ahead");
@@ -66,17 +75,19 @@ public sealed class MessageIntake(TenantDb db, IConnectionMultiplexer redis, Del
                 WITH inserted AS (
                 INSERT INTO messages (tenant_id, message_id, idempotency_key, contact_id, channel, purpose, campaign_id, category,
                     subject, text_body, html_body, on_cap, ignore_caps, expires_at, quiet_start, quiet_end, provider_account_id,
-                    status, reason, claimed_until, created_at, updated_at, not_before)
+                    status, reason, claimed_until, created_at, updated_at, not_before, fallback, template_code, template_parameters)
                 SELECT @tenant, r.id, r.key, r.contact_id, r.channel, r.purpose, r.campaign_id, r.category,
                     r.subject, r.text_body, r.html_body, r.on_cap, r.ignore_caps, r.expires_at, r.quiet_start, r.quiet_end, r.account,
                     CASE WHEN r.send_at > @now THEN 'deferred' ELSE 'accepted' END,
                     CASE WHEN r.send_at > @now THEN 'scheduled' ELSE '' END,
                     CASE WHEN r.send_at > @now THEN NULL ELSE @until END, @now, @now,
-                    CASE WHEN r.send_at > @now THEN r.send_at END
+                    CASE WHEN r.send_at > @now THEN r.send_at END,
+                    string_to_array(r.fallback, ','), r.template_code, r.template_parameters::jsonb
                 FROM unnest(@ids, @keys, @contactIds, @channels, @purposes, @campaignIds, @categories, @subjects, @textBodies, @htmlBodies,
-                            @onCaps, @ignoreCaps, @expiresAts, @quietStarts, @quietEnds, @accounts, @sendAts)
+                            @onCaps, @ignoreCaps, @expiresAts, @quietStarts, @quietEnds, @accounts, @sendAts,
+                            @fallbacks, @templateCodes, @templateParameters)
                      AS r(id, key, contact_id, channel, purpose, campaign_id, category, subject, text_body, html_body, on_cap, ignore_caps,
-                          expires_at, quiet_start, quiet_end, account, send_at)
+                          expires_at, quiet_start, quiet_end, account, send_at, fallback, template_code, template_parameters)
                 ON CONFLICT (tenant_id, idempotency_key) DO NOTHING
                 RETURNING {MessageRow.Columns}),
                 scheduled AS (
@@ -96,6 +107,9 @@ public sealed class MessageIntake(TenantDb db, IConnectionMultiplexer redis, Del
                 expiresAts = Col(r => r.ExpiresAt?.UtcDateTime),
                 quietStarts = Col(r => r.QuietStart), quietEnds = Col(r => r.QuietEnd), accounts = Col(r => r.ProviderAccountId),
                 sendAts = Col(r => r.SendAt?.UtcDateTime),
+                // A list per row cannot travel in unnest (arrays of arrays are flattened): channel names carry no comma.
+                fallbacks = Col(r => string.Join(',', r.Fallback ?? [])), templateCodes = Col(r => r.TemplateCode),
+                templateParameters = Col(r => r.TemplateParameters is { Count: > 0 } p ? System.Text.Json.JsonSerializer.Serialize(p) : null),
             })).AsList();
         }
 

@@ -30,9 +30,16 @@ public sealed class MessageRow
     public DateTime? SentAt { get; set; }
     public DateTime CreatedAt { get; set; }
 
+    /// <summary>The channels still to try after <see cref="Channel"/>, in order.</summary>
+    public string[] Fallback { get; set; } = [];
+    public string? TemplateCode { get; set; }
+
+    /// <summary>JSON object of the template's variables.</summary>
+    public string? TemplateParameters { get; set; }
+
     public const string Columns = """
         tenant_id, message_id, idempotency_key, contact_id, channel, purpose, campaign_id, category, subject, text_body, html_body,
         quiet_start, quiet_end, on_cap, ignore_caps, expires_at, provider_account_id, status, reason, rule_id, not_before,
-        attempts, segments, provider_message_id, sent_at, created_at
+        attempts, segments, provider_message_id, sent_at, created_at, fallback, template_code, template_parameters::text AS template_parameters
         """;
 }

@@ -121,18 +121,20 @@ public sealed partial class DeliveryGrpcService
         return messages;
     }
 
-    private static DeliveryRequest ToRequest(SendMessageRequest m, string path, Validation v)
+    private DeliveryRequest ToRequest(SendMessageRequest m, string path, Validation v)
     {
         Guid.TryParse(m.ContactId, out var contactId);
         if (m.ContactId.Length > 0 && contactId == Guid.Empty) v.Add($"{path}contact_id", "is not a UUID");
         var r = new DeliveryRequest(
             m.IdempotencyKey, contactId,
-            m.Channel switch { V1.Channel.Email => "email", V1.Channel.Sms => "sms", _ => "" },
+            _channels.NameOf(m.Channel),
             m.Purpose switch { V1.Purpose.Marketing => "marketing", V1.Purpose.Transactional => "transactional", _ => "" },
             NullIfEmpty(m.CampaignId), NullIfEmpty(m.Category), NullIfEmpty(m.Subject), NullIfEmpty(m.TextBody), NullIfEmpty(m.HtmlBody),
             m.IgnoreCaps, m.OnCap == CapAction.Defer ? "defer" : "suppress", m.ExpiresAt?.ToDateTimeOffset(),
-            NullIfEmpty(m.QuietStart), NullIfEmpty(m.QuietEnd), NullIfEmpty(m.ProviderAccountId), m.SendAt?.ToDateTimeOffset());
-        MessageIntake.Validate(r, path, v);
+            NullIfEmpty(m.QuietStart), NullIfEmpty(m.QuietEnd), NullIfEmpty(m.ProviderAccountId), m.SendAt?.ToDateTimeOffset(),
+            m.Fallback.Count > 0 ? m.Fallback.Select(_channels.NameOf).ToList() : null, NullIfEmpty(m.TemplateCode),
+            m.TemplateParameters.Count > 0 ? m.TemplateParameters.ToDictionary() : null);
+        MessageIntake.Validate(r, path, v, _channels);
         return r;
     }
 
@@ -152,14 +154,14 @@ public sealed partial class DeliveryGrpcService
         return ToProto(row, events.Prepend(("accepted", "", row.CreatedAt)));
     }
 
-    private static Message ToProto(MessageRow r, IEnumerable<(string Status, string Reason, DateTime At)> timeline)
+    private Message ToProto(MessageRow r, IEnumerable<(string Status, string Reason, DateTime At)> timeline)
     {
         var m = new Message
         {
             MessageId = r.MessageId.ToString(),
             IdempotencyKey = r.IdempotencyKey,
             ContactId = r.ContactId.ToString(),
-            Channel = r.Channel == "sms" ? V1.Channel.Sms : V1.Channel.Email,
+            Channel = _channels.ProtoOf(r.Channel),
             Purpose = r.Purpose == "marketing" ? V1.Purpose.Marketing : V1.Purpose.Transactional,
             CampaignId = r.CampaignId ?? "",
             Status = StatusOf(r.Status),

@@ -18,7 +18,7 @@ namespace Crm.Delivery.Features.Messages;
 /// the last few leases (UUIDv7: the primary key is in time order) and the due index, not the table. The
 /// first look after start-up reads everything once, for what an outage longer than that left behind.
 /// </remarks>
-public sealed class StrandedMessages(TenantDb db, DeliveryPipeline pipeline, DeliveryOptions options, TimeProvider clock,
+public sealed class StrandedMessages(TenantDb db, DeliveryPipeline pipeline, DeliveryOptions options, TimeProvider clock, Channels.ChannelRegistry channels,
     ILogger<StrandedMessages> logger) : BackgroundService
 {
     public const string UnconfirmedReason =
@@ -72,7 +72,7 @@ public sealed class StrandedMessages(TenantDb db, DeliveryPipeline pipeline, Del
             stranded.Count - sending.Count, sending.Count);
         foreach (var tenant in sending.GroupBy(m => m.TenantId))
         {
-            var outcomes = new Outcomes(tenant.Key, clock);
+            var outcomes = new Outcomes(tenant.Key, clock, channels);
             foreach (var m in tenant) outcomes.Unconfirmed(m, UnconfirmedReason);
             await outcomes.WriteAsync(db, ct);
         }

@@ -22,7 +22,7 @@ public sealed partial class DeliveryGrpcService
             var r = request.Rules[i];
             if (r.RuleId.Length is 0 or > 64) v.Add($"rules[{i}].rule_id", "is required (1 to 64 characters)");
             if (r.Scope == CapScope.Unspecified) v.Add($"rules[{i}].scope", "is required");
-            if (r.Scope is CapScope.Channel && r.ScopeValue is not ("email" or "sms")) v.Add($"rules[{i}].scope_value", "must be email or sms for a channel rule");
+            if (r.Scope is CapScope.Channel && _channels.Find(r.ScopeValue) is null) v.Add($"rules[{i}].scope_value", $"must be one of {_channels.Names} for a channel rule");
             if (r.Scope is CapScope.Category && r.ScopeValue.Length == 0) v.Add($"rules[{i}].scope_value", "names the campaign category");
             if (r.Limit < 1) v.Add($"rules[{i}].limit", "must be at least 1");
             var window = TimeSpan.FromSeconds(r.WindowSeconds);
@@ -147,40 +147,38 @@ public sealed partial class DeliveryGrpcService
         if (a.AccountId.Length is 0 or > 64) v.Add("account.account_id", "is required (1 to 64 characters)");
         if (a.Kind == ProviderKind.Unspecified) v.Add("account.kind", "is required");
         if (a.Kind == ProviderKind.Noop && !_options.AllowNoopProvider) v.Add("account.kind", "noop accounts are not allowed on this deployment");
-        if (a.Kind == ProviderKind.Twilio && a.Channel != Channel.Sms) v.Add("account.channel", "a Twilio account sends SMS");
-        if (a.Kind == ProviderKind.Smtp && a.Channel != Channel.Email) v.Add("account.channel", "an SMTP account sends email");
+        var channel = _channels.Find(a.Channel);
+        if (channel is null) v.Add("account.channel", $"must be one of {_channels.Names}");
+        var provider = _channels.Provider(a.Kind);
+        if (a.Kind != ProviderKind.Noop && a.Kind != ProviderKind.Unspecified && provider is null) v.Add("account.kind", "is not a provider kind of this deployment");
+        if (provider is { } p && channel is not null && p.Channel != channel)
+            v.Add("account.channel", $"a {p.Provider.Kind} account sends {p.Channel.Name}");
         if (a.MessagesPerSecond is <= 0 or > 100_000) v.Add("account.messages_per_second", "must be more than 0 and at most 100000");
-        var kind = a.Kind switch { ProviderKind.Twilio => Channels.Sms.TwilioSmsSender.Kind, ProviderKind.Smtp => Channels.Email.SmtpEmailSender.Kind, _ => Channels.NoopSender.Kind };
+        var kind = provider?.Provider.Kind ?? Channels.NoopSender.Kind;
         // Settings are checked by the readers the senders use, so an account accepted here is one they can
         // send through. Without a new secret the stored one is kept: a placeholder stands in for it.
         var candidate = new Channels.ProviderAccountConfig(a.AccountId, kind, a.Settings.ToDictionary(), request.Secret.Length > 0 ? request.Secret : "(stored)");
-        var problem = a.Kind switch
-        {
-            ProviderKind.Twilio => Channels.Sms.TwilioAccount.Read(candidate).Problem,
-            ProviderKind.Smtp => Channels.Email.SmtpAccount.Read(candidate).Problem,
-            _ => null,
-        };
-        if (problem is not null) v.Add("account.settings", problem);
+        if (provider?.Provider.CheckSettings(candidate) is { } problem) v.Add("account.settings", problem);
         foreach (var (setting, host) in EndpointHosts(a))
             if (_guard.LiteralRefusal(host) is { } refused)
                 v.Add($"account.settings.{setting}", $"{refused}: provider endpoints must be public internet addresses");
         v.ThrowIfInvalid();
 
         var tenant = caller.TenantId;
-        var channel = a.Channel == Channel.Sms ? "sms" : "email";
+        var channelName = channel!.Name;
         await using var scope = await _db.BeginAsync(tenant, context.CancellationToken);
         var (conn, tx) = scope;
         if (a.IsDefault)
-            await conn.ExecuteAsync("UPDATE provider_accounts SET is_default = false WHERE tenant_id = @tenant AND channel = @channel", new { tenant, channel }, tx);
+            await conn.ExecuteAsync("UPDATE provider_accounts SET is_default = false WHERE tenant_id = @tenant AND channel = @channelName", new { tenant, channelName }, tx);
         await conn.ExecuteAsync("""
             INSERT INTO provider_accounts (tenant_id, account_id, kind, channel, is_default, messages_per_second, settings, secret)
-            VALUES (@tenant, @AccountId, @kind, @channel, @IsDefault, @MessagesPerSecond, @settings::jsonb, @secret)
+            VALUES (@tenant, @AccountId, @kind, @channelName, @IsDefault, @MessagesPerSecond, @settings::jsonb, @secret)
             ON CONFLICT (tenant_id, account_id) DO UPDATE SET kind = excluded.kind, channel = excluded.channel,
                 is_default = excluded.is_default, messages_per_second = excluded.messages_per_second,
                 settings = excluded.settings, secret = coalesce(excluded.secret, provider_accounts.secret)
             """, new
         {
-            tenant, a.AccountId, kind, channel, a.IsDefault, a.MessagesPerSecond,
+            tenant, a.AccountId, kind, channelName, a.IsDefault, a.MessagesPerSecond,
             settings = JsonSerializer.Serialize(a.Settings.ToDictionary()),
             secret = request.Secret.Length > 0 ? _secrets.Seal(request.Secret, $"{tenant}/{a.AccountId}") : null,
         }, tx);
@@ -199,8 +197,8 @@ public sealed partial class DeliveryGrpcService
             var account = new ProviderAccount
             {
                 AccountId = a.AccountId,
-                Kind = a.Kind switch { Channels.Sms.TwilioSmsSender.Kind => ProviderKind.Twilio, Channels.Email.SmtpEmailSender.Kind => ProviderKind.Smtp, _ => ProviderKind.Noop },
-                Channel = a.Channel == "sms" ? Channel.Sms : Channel.Email,
+                Kind = _channels.Provider(a.Kind)?.Provider.Proto ?? ProviderKind.Noop,
+                Channel = _channels.ProtoOf(a.Channel),
                 IsDefault = a.IsDefault,
                 MessagesPerSecond = a.MessagesPerSecond,
                 HasSecret = a.Secret is not null, // never the secret itself

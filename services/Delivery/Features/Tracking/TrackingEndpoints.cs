@@ -1,6 +1,7 @@
 using Crm.BuildingBlocks.Data;
 using Crm.BuildingBlocks.Tenancy;
-using Crm.Delivery.Features.Receipts;
+using Crm.Delivery.Channels.Email;
+using Crm.Delivery.Features.Engagement;
 using Crm.Delivery.Features.Webhooks;
 
 namespace Crm.Delivery.Features.Tracking;

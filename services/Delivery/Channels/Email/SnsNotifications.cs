@@ -1,9 +1,10 @@
 using System.Globalization;
 using System.Text.Json;
 using Crm.BuildingBlocks.Data;
+using Crm.Delivery.Features.Engagement;
 using Crm.BuildingBlocks.Tenancy;
 
-namespace Crm.Delivery.Features.Receipts;
+namespace Crm.Delivery.Channels.Email;
 
 /// <summary>
 /// Amazon SES bounce, complaint and delivery notifications through Amazon SNS: POST /providers/ses/{tenant}, the

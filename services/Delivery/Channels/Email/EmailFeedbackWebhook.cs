@@ -3,11 +3,12 @@ using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using Crm.BuildingBlocks.Data;
+using Crm.Delivery.Features.Engagement;
 using Crm.BuildingBlocks.Tenancy;
 using Crm.Delivery.Features.Webhooks;
 using Crm.Delivery.Security;
 
-namespace Crm.Delivery.Features.Receipts;
+namespace Crm.Delivery.Channels.Email;
 
 /// <summary>
 /// The generic email feedback webhook, for any provider or relay: POST /providers/email/{tenant}/events with a

@@ -6,7 +6,7 @@ using System.Text;
 using System.Text.Json;
 using System.Text.RegularExpressions;
 
-namespace Crm.Delivery.Features.Receipts;
+namespace Crm.Delivery.Channels.Email;
 
 /// <summary>Amazon SNS notifications (Delivery:Sns).</summary>
 public sealed class SnsOptions

@@ -5,7 +5,7 @@ using Crm.Delivery.Features.Webhooks;
 using Dapper;
 using Npgsql;
 
-namespace Crm.Delivery.Features.Receipts;
+namespace Crm.Delivery.Features.Engagement;
 
 /// <summary>The message an observation is about, as Delivery recorded it.</summary>
 public sealed record ObservedMessage(Guid MessageId, Guid ContactId, string Channel, string Purpose, string? CampaignId, DateTime? SentAt);

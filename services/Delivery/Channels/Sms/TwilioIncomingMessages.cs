@@ -5,7 +5,7 @@ using Crm.Delivery.Channels.Sms;
 using Crm.Delivery.Features.Policies;
 using Npgsql;
 
-namespace Crm.Delivery.Features.Receipts;
+namespace Crm.Delivery.Channels.Sms;
 
 /// <summary>
 /// Twilio's incoming-message webhook: POST /providers/twilio/{tenant}/{account}/incoming, signed

@@ -1,4 +1,5 @@
 using Crm.BuildingBlocks.Data;
+using Crm.Delivery.Features.Engagement;
 using Crm.BuildingBlocks.Outbox;
 using Crm.Contracts.Delivery;
 using Crm.Delivery.Features.Webhooks;
@@ -6,7 +7,7 @@ using Crm.Delivery.Security;
 using Dapper;
 using Npgsql;
 
-namespace Crm.Delivery.Features.Receipts;
+namespace Crm.Delivery.Channels.Email;
 
 /// <summary>What an email provider reported about a message it took: delivered, bounced (Permanent: a hard bounce) or complained.</summary>
 public sealed record EmailFeedbackReport(string Kind, bool Permanent, string Reason, DateTimeOffset At, string Source)

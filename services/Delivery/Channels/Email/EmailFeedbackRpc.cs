@@ -1,7 +1,8 @@
 using System.Text.RegularExpressions;
 using Crm.BuildingBlocks.Errors;
 using Crm.BuildingBlocks.Tenancy;
-using Crm.Delivery.Features.Receipts;
+using Crm.Delivery.Channels.Email;
+using Crm.Delivery.Features.Engagement;
 using Crm.Delivery.Features.Webhooks;
 using Crm.Delivery.V1;
 using EmailFeedback = Crm.Delivery.V1.EmailFeedback;
@@ -26,7 +27,7 @@ public sealed partial class DeliveryGrpcService
         var tenant = caller.TenantId;
         await using var scope = await _db.BeginAsync(tenant, context.CancellationToken);
         var (conn, tx) = scope;
-        var existing = await Receipts.EmailFeedback.SettingsAsync(conn, tx, tenant);
+        var existing = await Channels.Email.EmailFeedback.SettingsAsync(conn, tx, tenant);
         string? secret = null;
         if (request.RotateWebhookSecret || existing?.WebhookSecret is null) secret = WebhookSignature.NewSecret();
         await conn.ExecuteAsync("""
@@ -37,7 +38,7 @@ public sealed partial class DeliveryGrpcService
             """, new
         {
             tenant, arns = request.SnsTopicArns.Distinct(StringComparer.Ordinal).ToArray(), now = _clock.GetUtcNow().UtcDateTime,
-            @sealed = secret is null ? null : _secrets.Seal(secret, Receipts.EmailFeedback.SecretAssociatedData(tenant)),
+            @sealed = secret is null ? null : _secrets.Seal(secret, Channels.Email.EmailFeedback.SecretAssociatedData(tenant)),
         }, tx);
         await tx.CommitAsync(context.CancellationToken);
         var answer = new EmailFeedback { SnsTopicArns = { request.SnsTopicArns.Distinct(StringComparer.Ordinal) }, WebhookSecret = secret ?? "" };

@@ -1,7 +1,7 @@
 using Crm.Delivery.Channels.Sms;
 using Crm.Delivery.Features.Policies;
 
-namespace Crm.Delivery.Features.Receipts;
+namespace Crm.Delivery.Channels.Sms;
 
 /// <summary>
 /// What Twilio's webhooks share: /providers/twilio/{tenant}/{account}/{kind}, a form signed with

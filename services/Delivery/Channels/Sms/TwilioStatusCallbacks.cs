@@ -1,10 +1,8 @@
 using Crm.BuildingBlocks.Data;
 using Crm.Delivery.Channels.Sms;
 using Crm.Delivery.Features.Policies;
-using Dapper;
-using Npgsql;
 
-namespace Crm.Delivery.Features.Receipts;
+namespace Crm.Delivery.Channels.Sms;
 
 /// <summary>
 /// Twilio's StatusCallback: POST /providers/twilio/{tenant}/{account}/status, signed with
@@ -40,25 +38,7 @@ public static class TwilioStatusCallbacks
             _ => ((string?)null, ""),
         };
         if (next is null || sid.Length == 0) return Results.NoContent(); // queued, sent, ...: nothing to record
-        var now = clock.GetUtcNow();
-        await using var scope = await db.BeginAsync(tenant, ct);
-        var (conn, tx) = scope;
-        var moved = await conn.QuerySingleOrDefaultAsync<Guid?>("""
-            WITH m AS (
-                UPDATE messages m SET status = @next, reason = @reason, updated_at = @now
-                FROM message_provider_ids p
-                WHERE p.tenant_id = @tenant AND p.provider_message_id = @sid
-                  AND m.message_id = p.message_id AND m.tenant_id = @tenant AND m.status = 'sent'
-                RETURNING m.tenant_id, m.message_id),
-            e AS (
-                INSERT INTO message_events (tenant_id, message_id, status, reason, at) SELECT tenant_id, message_id, @next, @reason, @now FROM m)
-            SELECT message_id FROM m
-            """, new { next, reason, now = now.UtcDateTime, tenant, sid }, tx);
-        // A delivery is engagement too (once per message, however often Twilio repeats it), and a message.delivered webhook.
-        if (next == "delivered" && moved is { } id && await EngagementObservations.FindAsync(conn, tx, tenant, id) is { } message)
-            await EngagementObservations.RecordAsync(conn, tx, tenant, [new EngagementObservations.Observation(message, "delivered", $"delivered:{id}", now,
-                new Dictionary<string, string> { ["source"] = "twilio" }, Webhooks.WebhookEvents.MessageDelivered)], now);
-        await scope.CommitAsync(ct);
+        await ProviderReceipts.ApplyAsync(db, tenant, sid, next, reason, clock.GetUtcNow(), "twilio", ct);
         return Results.NoContent();
     }
 }
