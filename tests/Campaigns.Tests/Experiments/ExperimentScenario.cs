@@ -50,8 +50,7 @@ public sealed class ExperimentScenario(CampaignsFixture fixture, string tenant)
         // What the snapshot does once the recipients are written.
         await using (var tx = await conn.BeginTransactionAsync())
         {
-            var assignment = fixture.Host.App.Services.GetRequiredService<VariantAssignment>();
-            await assignment.AssignAsync(conn, tx, tenant, RunId, sentAt, CancellationToken.None);
+            await VariantAssignment.AssignAsync(conn, tx, tenant, RunId, CancellationToken.None);
             await tx.CommitAsync();
         }
         foreach (var (contact, variant) in await conn.QueryAsync<(Guid, string?)>(

@@ -12,7 +12,7 @@ namespace Crm.Campaigns.Features.Experiments;
 /// Conversions: a goal event (a completed order, or a named engagement event) converts for the campaign whose
 /// touch came last before it, among the campaigns whose goal it is and whose window (1 to 90 days, default 7)
 /// still covers it. A touch is the first "sent" outcome of a recipient's message, or, for a holdout contact,
-/// the moment they were assigned (when they would have been sent). Ties between touches at the same instant
+/// when they would have been sent (their local send time, else the run's start). Ties between touches at the same instant
 /// go to a message over a holdout assignment (the message reached the contact), then to the run created
 /// later, then to the greater run id. An event converts once at most (a unique index), revenue = the order's
 /// total (0 for named events).
@@ -24,7 +24,7 @@ public sealed class ConversionAttribution(TenantDb db)
 {
     public const string Description =
         "last touch: the goal event converts for the campaign whose message was sent last before it (a holdout contact's " +
-        "touch is the moment they were assigned) within that campaign's window; ties go to a sent message over a holdout " +
+        "touch is when they would have been sent) within that campaign's window; ties go to a sent message over a holdout " +
         "assignment, then to the run created later, then to the greater run id; an event converts once at most";
 
     private const string AttributeSql = """
@@ -42,9 +42,9 @@ public sealed class ConversionAttribution(TenantDb db)
             WHERE r.tenant_id = @tenant AND NOT r.holdout AND r.contact_id IN (SELECT contact_id FROM g)
             GROUP BY r.campaign_id, r.run_id, r.contact_id, r.variant_id
             UNION ALL
-            SELECT r.campaign_id, r.run_id, r.contact_id, NULL, true, r.outcome_at
-            FROM recipients r
-            WHERE r.tenant_id = @tenant AND r.holdout AND r.outcome_at IS NOT NULL AND r.contact_id IN (SELECT contact_id FROM g)
+            SELECT r.campaign_id, r.run_id, r.contact_id, NULL, true, coalesce(r.send_at, r.outcome_at, hr.started_at, hr.scheduled_for)
+            FROM recipients r JOIN campaign_runs hr ON hr.tenant_id = @tenant AND hr.run_id = r.run_id
+            WHERE r.tenant_id = @tenant AND r.status = 'holdout' AND r.contact_id IN (SELECT contact_id FROM g)
         ), best AS (
             SELECT DISTINCT ON (g.source_id) g.source_id, g.contact_id, g.revenue, g.currency, g.occurred_at,
                    t.campaign_id, t.run_id, t.variant_id, t.holdout, t.touched_at
