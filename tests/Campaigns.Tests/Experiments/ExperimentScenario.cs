@@ -24,7 +24,7 @@ public sealed class ExperimentScenario(CampaignsFixture fixture, string tenant)
     public string Tenant => tenant;
 
     public async Task CreateAsync(string name, double holdoutShare, (string Id, string Name, int Weight)[] variants, int recipients,
-        DateTimeOffset sentAt, string goalKind = "order", string? goalEvent = null, int windowDays = 7)
+        DateTimeOffset sentAt, string goalKind = "order", string? goalEvent = null, int windowDays = 7, bool recordSends = true)
     {
         await using var conn = new NpgsqlConnection(fixture.ConnectionString);
         await conn.OpenAsync();
@@ -57,7 +57,14 @@ public sealed class ExperimentScenario(CampaignsFixture fixture, string tenant)
                      "SELECT contact_id, variant_id FROM recipients WHERE tenant_id = @tenant AND run_id = @RunId", new { tenant, RunId }))
             Variants[contact] = variant;
 
-        // What the progress consumers record from MessagesSent for everyone the fan-out sent to.
+        if (recordSends) await RecordSendsAsync(sentAt);
+    }
+
+    /// <summary>What the progress consumers record from MessagesSent for everyone the fan-out sent to.</summary>
+    public async Task RecordSendsAsync(DateTimeOffset sentAt)
+    {
+        await using var conn = new NpgsqlConnection(fixture.ConnectionString);
+        var now = sentAt.UtcDateTime;
         await conn.ExecuteAsync("""
             UPDATE recipients SET status = 'sent', channel = 'email', message_id = gen_random_uuid(), enqueued_at = @now, outcome_at = @now
             WHERE tenant_id = @tenant AND run_id = @RunId AND NOT holdout;

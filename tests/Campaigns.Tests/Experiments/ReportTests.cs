@@ -153,6 +153,24 @@ public sealed class ReportTests(CampaignsFixture fixture) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Should_attribute_an_order_whose_send_outcome_was_recorded_after_it()
+    {
+        var tenant = CampaignsFixture.NewTenant();
+        var t0 = fixture.Clock.GetUtcNow().AddDays(-2);
+        var s = new ExperimentScenario(fixture, tenant);
+        await s.CreateAsync("Late outcomes", 0, [], 10, t0, recordSends: false);
+        using var consumed = new ConsumedBy(fixture, "OrderGoalConsumer");
+        await consumed.WaitAsync(await PublishAsync(new TransactionsRecorded(tenant, [Order(s.Contacts[0], t0.AddHours(3), 40m)])));
+        Assert.Equal(0, await fixture.QueryScalarAsync<long>("SELECT count(*) FROM conversions WHERE campaign_id = @CampaignId", new { s.CampaignId }));
+
+        await s.RecordSendsAsync(t0);  // Delivery's MessagesSent consumed only now
+        var report = await fixture.Client.GetCampaignReportAsync(new GetCampaignReportRequest { CampaignId = s.CampaignId.ToString() },
+            fixture.As(tenant, "campaigns.read"));
+        Assert.Equal(1, report.Variants.Single().Converted);
+        Assert.Equal("40", decimal.Parse(report.Variants.Single().Revenue, System.Globalization.CultureInfo.InvariantCulture).ToString("0.##"));
+    }
+
+    [Fact]
     public async Task Should_export_csv_with_formula_cells_neutralised()
     {
         var tenant = CampaignsFixture.NewTenant();
