@@ -8,6 +8,7 @@ using Crm.Campaigns.Features.Campaigns;
 using Crm.Campaigns.Features.Estimate;
 using Crm.Campaigns.Features.Experiments;
 using Crm.Campaigns.Features.Fanout;
+using Crm.Campaigns.Features.Peers;
 using Crm.Campaigns.Features.Progress;
 using Crm.Campaigns.Features.Projections;
 using Crm.Campaigns.Features.Reports;
@@ -54,6 +55,7 @@ public static class CampaignsModule
         }, endpointPrefix: "campaigns");
         services.AddCrmGrpc(configuration);
 
+        services.AddPeers();
         services.AddCampaignSettings();
         services.AddTemplates();
         services.AddCampaignDefinitions();
