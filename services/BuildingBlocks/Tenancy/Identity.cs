@@ -17,6 +17,10 @@ public static class Scope
     public const string DeliveryAdmin = "delivery.admin";
     public const string SegmentsRead = "segments.read";
     public const string SegmentsWrite = "segments.write";
+    public const string CampaignsRead = "campaigns.read";
+    public const string CampaignsWrite = "campaigns.write";
+    /// <summary>Start, schedule, pause, resume and cancel a campaign: sending to customers is its own right.</summary>
+    public const string CampaignsSend = "campaigns.send";
     /// <summary>The gateway's own: resolve any workspace's API key. Not included in "*".</summary>
     public const string ApiKeysVerify = "apikeys.verify";
 }

@@ -81,10 +81,13 @@ public sealed class IdentityTokenVerifier
     private readonly ConcurrentDictionary<string, (CallerIdentity Identity, DateTime Until)> _verified = new(StringComparer.Ordinal);
     private readonly JsonWebTokenHandler _handler = new();
     private readonly TokenValidationParameters _parameters;
+    // Keys whose tokens may claim only the listed scopes (a service's workload key), by kid.
+    private readonly Dictionary<string, HashSet<string>> _allowedScopes;
 
     public IdentityTokenVerifier(TenancyOptions options)
     {
         var keys = options.ConfiguredPublicKeys().Select(e => e.Key).ToList();
+        _allowedScopes = keys.Where(k => k.Scopes.Count > 0).ToDictionary(k => k.KeyId, k => k.Scopes.ToHashSet(StringComparer.Ordinal), StringComparer.Ordinal);
         if (keys.Count == 0) throw new ArgumentException("Tenancy:PublicKeys is required.", nameof(options));
         _parameters = new TokenValidationParameters
         {
@@ -115,6 +118,7 @@ public sealed class IdentityTokenVerifier
         var scopes = (result.Claims.TryGetValue(IdentityClaims.Scope, out var s) ? s as string : null) ?? "";
         var subject = (result.Claims.TryGetValue(IdentityClaims.Subject, out var sub) ? sub as string : null) ?? "";
         var identity = new CallerIdentity(tenant, scopes.Split(' ', StringSplitOptions.RemoveEmptyEntries).ToHashSet(StringComparer.Ordinal), subject);
+        if (_allowedScopes.TryGetValue(jwt.Kid, out var allowed) && !identity.Scopes.IsSubsetOf(allowed)) return null;
         Remember(token, identity, jwt.ValidTo);
         return identity;
     }

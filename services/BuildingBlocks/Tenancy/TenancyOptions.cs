@@ -29,6 +29,17 @@ public sealed class TenancyOptions
     /// <summary>Issuers only: the <c>kid</c> put on every token, naming the public key that verifies it.</summary>
     public string SigningKeyId { get; set; } = "";
 
+    /// <summary>
+    /// A service that calls others as itself (Campaigns reading segment members for a scheduled run, with no
+    /// user present): its own private key (PEM, P-256), never the issuers' <see cref="SigningKey"/>. The
+    /// receiving services list its public key with <see cref="TokenPublicKey.Scopes"/>, so a token it signs
+    /// can claim only what they allow it.
+    /// </summary>
+    public string WorkloadKey { get; set; } = "";
+
+    /// <summary>The <c>kid</c> of <see cref="WorkloadKey"/>.</summary>
+    public string WorkloadKeyId { get; set; } = "";
+
     public string Issuer { get; set; } = "crm-platform";
     public string Audience { get; set; } = "crm-services";
 }
@@ -38,6 +49,12 @@ public sealed class TokenPublicKey
 {
     public string KeyId { get; set; } = "";
     public string Pem { get; set; } = "";
+
+    /// <summary>
+    /// An allow-list: a token signed by this key is refused if it claims any scope not listed (so "*" too,
+    /// unless listed). Empty: any scope (the issuers' keys). Env <c>Tenancy__PublicKeys__1__Scopes__0</c>.
+    /// </summary>
+    public List<string> Scopes { get; set; } = [];
 }
 
 /// <summary>Reads the PEM keys of identity tokens, refusing anything but ECDSA P-256 in the expected role.</summary>
@@ -117,6 +134,18 @@ public sealed class TokenVerifierOptionsValidation : IValidateOptions<TenancyOpt
             catch (Exception e) when (e is FormatException or CryptographicException or ArgumentException)
             {
                 errors.Add($"Tenancy:PublicKeys:{i}:Pem {e.Message}.");
+            }
+        }
+        if (!string.IsNullOrEmpty(options.WorkloadKey) || !string.IsNullOrEmpty(options.WorkloadKeyId))
+        {
+            if (string.IsNullOrWhiteSpace(options.WorkloadKeyId)) errors.Add("Tenancy:WorkloadKeyId is required with Tenancy:WorkloadKey.");
+            try
+            {
+                TokenKeys.ReadPrivateKey(options.WorkloadKey).Dispose();
+            }
+            catch (Exception e) when (e is FormatException or CryptographicException or ArgumentException)
+            {
+                errors.Add($"Tenancy:WorkloadKey {e.Message} (this service's own ECDSA P-256 private key, PEM).");
             }
         }
         return errors.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(errors);

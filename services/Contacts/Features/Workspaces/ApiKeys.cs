@@ -23,7 +23,7 @@ public sealed class ApiKeys(TenantDb db)
     /// <summary>The scopes a key may be given (the gateway's own apikeys.verify is not one of them).</summary>
     private static readonly HashSet<string> Grantable =
         [Scope.All, Scope.ContactsRead, Scope.ContactsWrite, Scope.WorkspaceAdmin, Scope.DeliveryRead, Scope.DeliverySend, Scope.DeliveryAdmin,
-         Scope.SegmentsRead, Scope.SegmentsWrite];
+         Scope.SegmentsRead, Scope.SegmentsWrite, Scope.CampaignsRead, Scope.CampaignsWrite, Scope.CampaignsSend];
 
     public async Task<CreateApiKeyResponse> CreateAsync(CallerIdentity creator, CreateApiKeyRequest request, CancellationToken ct)
     {

@@ -1,9 +1,9 @@
-// The loopback Twilio fake compiles this same file (with CRM_FAKES, as internal types) so that what
-// the fake reports and what the service computes cannot drift apart.
+// The loopback Twilio fake and the Campaigns service (its SMS previews) compile this same file (with
+// CRM_FAKES or CRM_CAMPAIGNS, as internal types) so that what they report and what Delivery computes cannot drift apart.
 namespace Crm.Delivery.Channels.Sms;
 
 /// <summary>How an SMS body goes over the air.</summary>
-#if CRM_FAKES
+#if CRM_FAKES || CRM_CAMPAIGNS
 internal enum SmsEncoding
 #else
 public enum SmsEncoding
@@ -22,14 +22,14 @@ public enum SmsEncoding
 /// Encoding units charged against the limits: GSM-7 septets (extension characters such as '€' count 2)
 /// or UTF-16 code units (characters outside the BMP, such as most emoji, count 2).
 /// </param>
-#if CRM_FAKES
+#if CRM_FAKES || CRM_CAMPAIGNS
 internal readonly record struct SmsSegmentCount(SmsEncoding Encoding, int Segments, int Characters);
 #else
 public readonly record struct SmsSegmentCount(SmsEncoding Encoding, int Segments, int Characters);
 #endif
 
 /// <summary>Counts SMS segments the way carriers (and Twilio's num_segments) do.</summary>
-#if CRM_FAKES
+#if CRM_FAKES || CRM_CAMPAIGNS
 internal static class SmsSegments
 #else
 public static class SmsSegments

@@ -40,6 +40,12 @@ public sealed partial class DeliveryGrpcService
         List<MessageRow> cancelled;
         await using (var scope = await _db.BeginAsync(tenant, ct))
         {
+            // The tombstone: commands of the campaign that arrive from now on are suppressed (DeliverMessageConsumer).
+            if (request.CampaignId.Length > 0)
+                await scope.Connection.ExecuteAsync("""
+                    INSERT INTO cancelled_campaigns (tenant_id, campaign_id, reason, cancelled_at) VALUES (@tenant, @campaignId, @reason, @now)
+                    ON CONFLICT (tenant_id, campaign_id) DO NOTHING
+                    """, new { tenant, campaignId = request.CampaignId, reason, now = now.UtcDateTime }, scope.Transaction);
             cancelled = (await scope.Connection.QueryAsync<MessageRow>($"""
                 UPDATE messages SET claimed_until = @until
                 WHERE (tenant_id, message_id) IN (

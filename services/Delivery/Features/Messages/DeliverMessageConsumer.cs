@@ -10,7 +10,8 @@ namespace Crm.Delivery.Features.Messages;
 /// taken in batches (up to <see cref="DeliveryOptions.CommandsPerBatch"/>, or whatever has arrived
 /// after a few milliseconds), so a campaign's fan-out of many small commands costs one round of
 /// database statements per batch, not per command. A command delivered twice accepts nothing new
-/// (idempotency keys) and processes nothing twice (claims).
+/// (idempotency keys) and processes nothing twice (claims). A command of a campaign cancelled with
+/// CancelMessages (still on the bus when it was cancelled) is accepted and suppressed with the cancel's reason.
 /// </summary>
 public sealed class DeliverMessageConsumer(MessageIntake intake, DeliveryPipeline pipeline, Channels.ChannelRegistry channels, ILogger<DeliverMessageConsumer> logger)
     : IConsumer<Batch<DeliverMessage>>
@@ -45,6 +46,14 @@ public sealed class DeliverMessageConsumer(MessageIntake intake, DeliveryPipelin
             {
                 await pipeline.SuppressAsync(tenant, claimed.Concat(scheduled).Where(m => refused.Contains(m.IdempotencyKey)), IgnoreCapsRefused, ct);
                 claimed = [.. claimed.Where(m => !refused.Contains(m.IdempotencyKey))];
+            }
+            var tombstoned = await intake.CancelledCampaignsAsync(tenant, claimed.Concat(scheduled), ct);
+            if (tombstoned.Count > 0)
+            {
+                foreach (var byReason in claimed.Concat(scheduled).Where(m => m.CampaignId is not null && tombstoned.ContainsKey(m.CampaignId))
+                             .GroupBy(m => tombstoned[m.CampaignId!]))
+                    await pipeline.SuppressAsync(tenant, byReason, byReason.Key, ct);
+                claimed = [.. claimed.Where(m => m.CampaignId is null || !tombstoned.ContainsKey(m.CampaignId))];
             }
             await pipeline.ProcessClaimedAsync(claimed);
             if (repeats.Count > 0) await pipeline.ProcessAsync(tenant, [.. repeats.Values], ct); // claims only what is still due

@@ -42,6 +42,17 @@ public sealed class MessageIntake(TenantDb db, IConnectionMultiplexer redis, Del
         }
     }
 
+    /// <summary>The campaigns among these messages' that were cancelled with CancelMessages, with the reason to suppress them with.</summary>
+    public async Task<IReadOnlyDictionary<string, string>> CancelledCampaignsAsync(string tenant, IEnumerable<MessageRow> messages, CancellationToken ct)
+    {
+        var campaigns = messages.Select(m => m.CampaignId).OfType<string>().Distinct().ToArray();
+        if (campaigns.Length == 0) return new Dictionary<string, string>();
+        await using var scope = await db.BeginAsync(tenant, ct);
+        return (await scope.Connection.QueryAsync<(string CampaignId, string Reason)>(new CommandDefinition(
+            "SELECT campaign_id, reason FROM cancelled_campaigns WHERE tenant_id = @tenant AND campaign_id = ANY(@campaigns)",
+            new { tenant, campaigns }, scope.Transaction, cancellationToken: ct))).ToDictionary(c => c.CampaignId, c => c.Reason);
+    }
+
     /// <summary>
     /// Accepts a batch (an API call or a DeliverMessage command) exactly once per idempotency key: a
     /// pipelined Redis SET NX answers repeats without touching PostgreSQL, and the unique (tenant, key)

@@ -125,6 +125,17 @@ public sealed partial class DeliveryGrpcService
         return saved;
     }
 
+    public override async Task<SenderProfile> GetSenderProfile(GetSenderProfileRequest request, ServerCallContext context)
+    {
+        var caller = context.Caller(Scope.DeliveryRead);
+        var s = (await _policies.GetAsync(caller.TenantId, context.CancellationToken)).Settings;
+        return new SenderProfile
+        {
+            SenderName = s.SenderName, OptOutNumber = s.OptOutNumber, UnsubscribeUrl = s.UnsubscribeUrl,
+            UnsubscribeMailto = s.UnsubscribeMailto, TimeZone = s.TimeZone, Jurisdiction = s.Jurisdiction,
+        };
+    }
+
     private static bool IsCountryCode(string code) => code.Length == 2 && code.All(char.IsAsciiLetter);
 
     private static void CheckUnsubscribe(Validation v, string field, Action build)

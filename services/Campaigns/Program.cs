@@ -1,0 +1,5 @@
+using Crm.BuildingBlocks.Hosting;
+using Crm.Campaigns;
+
+var app = CampaignsModule.Build(args);
+return await app.RunOrMigrateAsync(args);
