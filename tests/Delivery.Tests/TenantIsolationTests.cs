@@ -49,6 +49,8 @@ public sealed class TenantIsolationTests(DeliveryFixture fx)
             SendAt = Timestamp.FromDateTimeOffset(DateTimeOffset.UtcNow.AddDays(1)),
         }, fx.As(t));
         Assert.Equal(MessageStatus.Deferred, waiting.Status);
+        // A cancelled campaign (its tombstone), with an id that both workspaces use.
+        await fx.Client.CancelMessagesAsync(new CancelMessagesRequest { CampaignId = "autumn", Reason = "stopped" }, fx.As(t));
         return new Workspace(t, c, sent, waiting);
     }
 
@@ -103,7 +105,7 @@ public sealed class TenantIsolationTests(DeliveryFixture fx)
 
         // And the tables themselves, to a query that forgot its tenant filter.
         var views = await TenantIsolationProbe.ViewAsync(fx.ConnectionString, a.Tenant, b.Tenant);
-        Assert.Equal(["cap_rules", "contact_channels", "contact_consents", "delivery_settings", "email_feedback_settings", "engagement_observations",
+        Assert.Equal(["cancelled_campaigns", "cap_rules", "contact_channels", "contact_consents", "delivery_settings", "email_feedback_settings", "engagement_observations",
                 "message_events", "message_provider_ids", "messages", "provider_accounts", "webhook_deliveries", "webhook_endpoints"],
             views.Select(v => v.Table).Order());
         Assert.All(views, v => Assert.True(v.Enabled && v.Forced, $"{v.Table}: row-level security enabled {v.Enabled}, forced {v.Forced}"));
