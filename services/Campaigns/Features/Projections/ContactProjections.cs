@@ -1,3 +1,5 @@
+using Crm.Contracts.Delivery;
+using Crm.BuildingBlocks.Outbox;
 using Crm.BuildingBlocks.Data;
 using Crm.BuildingBlocks.Messaging;
 using Crm.Contracts.Contacts;
@@ -59,7 +61,16 @@ public sealed class ContactErasedConsumer(TenantDb db) : IConsumer<ContactErased
             INSERT INTO erased_contacts (tenant_id, contact_id, erased_at) VALUES (@tenant, @contactId, @at) ON CONFLICT DO NOTHING;
             DELETE FROM contacts WHERE tenant_id = @tenant AND contact_id = @contactId;
             DELETE FROM orders WHERE tenant_id = @tenant AND contact_id = @contactId;
-            """, new { tenant = e.TenantId, contactId = e.ContactId, at = e.OccurredAt.UtcDateTime }, scope.Transaction, cancellationToken: context.CancellationToken));
+            -- Rendered messages still in the outbox carry what the templates put in them (names, attributes):
+            -- the contact's are emptied (a command not yet published then fails at Delivery, which refuses the
+            -- erased contact anyway).
+            UPDATE outbox_messages o SET payload = jsonb_set(o.payload::jsonb, '{messages}', (
+                    SELECT jsonb_agg(CASE WHEN m->>'contactId' = @contactId::text
+                                          THEN m || '{"subject": null, "textBody": null, "htmlBody": null, "templateParameters": null}'::jsonb
+                                          ELSE m END ORDER BY i)
+                    FROM jsonb_array_elements(o.payload::jsonb -> 'messages') WITH ORDINALITY AS x(m, i)))::text
+            WHERE o.message_type = @type AND strpos(o.payload, @tenant) > 0 AND strpos(o.payload, @contactId::text) > 0;
+            """, new { tenant = e.TenantId, contactId = e.ContactId, at = e.OccurredAt.UtcDateTime, type = Outbox.TypeName<DeliverMessage>() }, scope.Transaction, cancellationToken: context.CancellationToken));
         await scope.CommitAsync(context.CancellationToken);
     }
 }

@@ -75,8 +75,9 @@ public sealed class ContactErasedConsumer(TenantDb db, TenantPolicies policies, 
                 email = NULL, phone = NULL, time_zone = NULL, locale = NULL, version_at = greatest(contact_channels.version_at, excluded.version_at);
             DELETE FROM contact_consents WHERE tenant_id = @TenantId AND contact_id = @ContactId;
             DELETE FROM engagement_observations WHERE tenant_id = @TenantId AND contact_id = @ContactId;
-            UPDATE messages SET subject = NULL, text_body = NULL, html_body = NULL
-            WHERE tenant_id = @TenantId AND contact_id = @ContactId AND (subject IS NOT NULL OR text_body IS NOT NULL OR html_body IS NOT NULL);
+            UPDATE messages SET subject = NULL, text_body = NULL, html_body = NULL, template_parameters = NULL
+            WHERE tenant_id = @TenantId AND contact_id = @ContactId
+              AND (subject IS NOT NULL OR text_body IS NOT NULL OR html_body IS NOT NULL OR template_parameters IS NOT NULL);
             """, new { e.TenantId, e.ContactId, e.OccurredAt });
         // Opt-out replies from their number still in the outbox (before the address is cut out below).
         if (address.Phone is not null)
